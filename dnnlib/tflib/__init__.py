@@ -1,0 +1,1 @@
+"""Only `dnnlib.tflib.network.Network`, the class legacy pickles name."""

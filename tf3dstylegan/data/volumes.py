@@ -1,0 +1,179 @@
+"""Reading, checking, resampling and normalising input volumes (.nii, .nii.gz, .npz `vol_data`).
+
+No TensorFlow here: these functions run in worker processes of the dataset tool.
+"""
+import concurrent.futures
+import functools
+import multiprocessing
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from tf3dstylegan.config import resolution_log2_for_shape
+from tf3dstylegan.data.nifti import grid_affine, nifti_suffix
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npz")
+NORMALIZATIONS = ("none", "minmax", "percentile")
+PERCENTILES = (0.5, 99.5)  # percentile normalisation: low over all voxels, high over the foreground
+
+
+class DataError(ValueError):
+    """A bad input file or folder; str() is the one-line '<file>: <problem>' message."""
+
+    def __init__(self, path, problem):
+        self.path, self.problem = str(path), " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+def volume_suffix(path) -> str:
+    """The recognised suffix of a volume file name, '' if none."""
+    return nifti_suffix(path) or (".npz" if str(path).lower().endswith(".npz") else "")
+
+
+def list_volume_files(indir):
+    """Sorted regular, non-hidden files of a folder (all of them: unknown kinds are reported later)."""
+    indir = Path(indir)
+    if not indir.is_dir():
+        raise DataError(indir, "not a folder")
+    files = sorted(p for p in indir.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError(indir, "empty folder: no .nii, .nii.gz or .npz files")
+    return files
+
+
+def read_volume(path):
+    """(array, affine or None) of a volume file; DataError when it cannot be read."""
+    path = Path(path)
+    suffix = volume_suffix(path)
+    if not suffix:
+        raise DataError(path, "not an image file (expected .nii, .nii.gz or .npz)")
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                if "vol_data" not in archive.files:
+                    raise DataError(path, f"no 'vol_data' array in .npz (has {archive.files})")
+                data = np.asarray(archive["vol_data"])
+                affine = np.asarray(archive["affine"], np.float64) if "affine" in archive.files else None
+            if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+                raise DataError(path, f"'vol_data' has non-numeric dtype {data.dtype}")
+            return data.astype(np.float32), affine
+        image = nib.load(str(path))
+        return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine, np.float64)
+    except DataError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, nib.filebasedimages.ImageFileError) as err:
+        raise DataError(path, f"unreadable or truncated file ({type(err).__name__}: {err})") from None
+
+
+def check_volume(path, data) -> np.ndarray:
+    """The volume as [X, Y, Z]; DataError for other ranks, several channels, NaN or Inf."""
+    data = np.asarray(data)
+    while data.ndim > 3 and data.shape[-1] == 1:  # [X, Y, Z, 1] (and NIfTI's [X, Y, Z, 1, 1])
+        data = data[..., 0]
+    if data.ndim == 4:
+        raise DataError(path, f"has {data.shape[-1]} channels (shape {data.shape}); "
+                                "only single-channel volumes are supported")
+    if data.ndim != 3:
+        raise DataError(path, f"expected a 3-D volume, got shape {data.shape}")
+    if min(data.shape) < 1:
+        raise DataError(path, f"empty volume of shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise DataError(path, f"contains {int(np.sum(~np.isfinite(data)))} NaN or Inf values")
+    return data
+
+
+def check_shape(path, shape, base_size):
+    """DataError unless shape == base_size * 2**k."""
+    try:
+        resolution_log2_for_shape(shape, base_size)
+    except ValueError as err:
+        raise DataError(path, str(err)) from None
+
+
+def voxel_sizes(affine) -> np.ndarray:
+    """Voxel edge lengths (mm) along the three array axes."""
+    return np.sqrt(np.sum(np.asarray(affine)[:3, :3] ** 2, axis=0))
+
+
+def resample_to_grid(data, affine, img_shape, voxel_size, order=1) -> np.ndarray:
+    """Resample [x, y, z] onto grid_affine(img_shape, voxel_size), RAS, the input's field-of-view
+    centre at the grid centre; anti-aliased when the target voxels are larger."""
+    data = np.asarray(data, np.float32)
+    sigma = np.maximum(0.0, (voxel_size / voxel_sizes(affine) - 1.0) / 2.0)
+    if np.any(sigma > 0):
+        data = ndimage.gaussian_filter(data, sigma, mode="nearest")
+    fov_centre = affine @ np.append((np.asarray(data.shape) - 1.0) / 2.0, 1.0)
+    target_to_world = grid_affine(img_shape, voxel_size)
+    target_to_world[:3, 3] += fov_centre[:3]
+    target_to_input = np.linalg.inv(affine) @ target_to_world  # [4, 4]
+    return ndimage.affine_transform(
+        data, target_to_input[:3, :3], offset=target_to_input[:3, 3], output_shape=tuple(img_shape),
+        order=order, mode="constant", cval=float(data.min()))
+
+
+def normalize_intensity(data, mode) -> np.ndarray:
+    """Map to [0, 1]: 'none' clips (the original's behaviour), 'minmax' scales min..max,
+    'percentile' scales the 0.5th percentile .. the 99.5th percentile of the foreground and clips."""
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {mode!r}")
+    data = np.asarray(data, np.float32)
+    if mode == "none":
+        return np.clip(data, 0.0, 1.0)
+    low = float(data.min())
+    if mode == "percentile":
+        low = float(np.percentile(data, PERCENTILES[0]))
+        foreground = data[data > low]
+        high = float(np.percentile(foreground, PERCENTILES[1])) if foreground.size else low
+    else:
+        high = float(data.max())
+    if high <= low:
+        raise ValueError("constant volume: cannot normalise")
+    return np.clip((data - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def load_volume(path, *, base_size=(5, 6, 7), img_shape=None, voxel_size=None, normalize="none"):
+    """A checked float32 [X, Y, Z] volume in [0, 1] plus its raw (min, max); DataError if bad.
+
+    With img_shape and voxel_size the volume is resampled onto that grid (needs an affine)."""
+    data, affine = read_volume(path)
+    data = check_volume(path, data)
+    raw_range = (float(data.min()), float(data.max()))
+    if img_shape is not None:
+        if affine is None:
+            raise DataError(path, "has no affine (.npz without 'affine'): cannot resample")
+        data = resample_to_grid(data, affine, img_shape, voxel_size)
+    check_shape(path, data.shape, base_size)
+    try:
+        data = normalize_intensity(data, normalize)
+    except ValueError as err:
+        raise DataError(path, str(err)) from None
+    return data, raw_range
+
+
+def _load_or_error(path, **kwargs):
+    """(volume, raw_range, None) or (None, None, problem): workers never raise."""
+    try:
+        return (*load_volume(path, **kwargs), None)
+    except DataError as err:
+        return None, None, err.problem
+    except Exception as err:  # pylint: disable=broad-except; any reader failure is a bad file
+        return None, None, DataError(path, f"unreadable ({type(err).__name__}: {err})").problem
+
+
+def iter_loaded_volumes(paths, workers=1, **kwargs):
+    """Yield (path, volume, raw_range, problem or None) in the order of paths, loading with N processes."""
+    load = functools.partial(_load_or_error, **kwargs)
+    if workers <= 1:
+        for path in paths:
+            yield (path, *load(path))
+        return
+    # spawn: the parent may already run TensorFlow, which does not survive fork.
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for path, result in zip(paths, pool.map(load, paths)):
+            yield (path, *result)
+    finally:  # also when the consumer stops early: drop what is not started yet
+        pool.shutdown(wait=True, cancel_futures=True)

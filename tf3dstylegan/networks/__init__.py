@@ -1,0 +1,27 @@
+"""Keras models of 3D-StyleGAN."""
+from tf3dstylegan.networks.discriminator import Discriminator
+from tf3dstylegan.networks.generator import Generator
+from tf3dstylegan.networks.mapping import MappingNetwork
+from tf3dstylegan.networks.synthesis import SynthesisNetwork
+
+__all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork", "build_discriminator",
+           "build_generator", "build_networks"]
+
+
+def build_generator(config="2mm-fd16", fused_modconv=False, **overrides):
+    """A Generator for a preset name, a config file, a dict or a Config (fields overridable)."""
+    from tf3dstylegan.config import load_config
+    return Generator(load_config(config, **overrides), fused_modconv=fused_modconv, name="generator")
+
+
+def build_discriminator(config="2mm-fd16", **overrides):
+    """A Discriminator for a preset name, a config file, a dict or a Config (fields overridable)."""
+    from tf3dstylegan.config import load_config
+    return Discriminator(load_config(config, **overrides), name="discriminator")
+
+
+def build_networks(config="2mm-fd16", **overrides):
+    """(G, D) for a preset name, a config file, a dict or a Config."""
+    from tf3dstylegan.config import load_config
+    cfg = load_config(config, **overrides)
+    return build_generator(cfg), build_discriminator(cfg)

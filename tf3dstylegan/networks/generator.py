@@ -1,0 +1,72 @@
+"""Generator = mapping + synthesis + tracked w_avg, truncation and training-time style mixing (spec §3.7)."""
+import keras
+import tensorflow as tf
+
+from tf3dstylegan.config import load_config
+from tf3dstylegan.layers import serializable
+from tf3dstylegan.networks.mapping import MappingNetwork
+from tf3dstylegan.networks.synthesis import SynthesisNetwork
+
+
+@serializable
+class Generator(keras.Model):
+    """z [B, latent_size] -> volumes [B, X, Y, Z, C] (float32).
+
+    `G(z)` evaluates with truncation_psi=1 and the stored noise (deterministic); `G(z, training=True)`
+    is the training forward pass (w_avg update, style mixing, random noise).
+    """
+
+    def __init__(self, config, fused_modconv=False, **kwargs):
+        super().__init__(**kwargs)
+        self.config = cfg = load_config(config)
+        self.z_dim, self.w_dim, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
+        self.img_shape, self.num_channels = cfg.img_shape, cfg.num_channels
+        self.mapping = MappingNetwork(cfg, name="mapping")
+        self.synthesis = SynthesisNetwork(cfg, fused_modconv=fused_modconv, name="synthesis")
+        self.w_avg = self.add_weight(name="w_avg", shape=(cfg.dlatent_size,), initializer="zeros",
+                                     trainable=False, aggregation="mean")
+        self.built = True
+
+    def truncate(self, ws, psi=1.0, cutoff=None):
+        """w_avg + (ws - w_avg) * psi on style layers < cutoff (all when None). ws: [B, num_ws, w_dim]."""
+        if isinstance(psi, (int, float)) and psi == 1:
+            return ws
+        layer_psi = tf.cast(psi, tf.float32) * tf.ones([self.num_ws], tf.float32)
+        if cutoff is not None:
+            layer_psi = tf.where(tf.range(self.num_ws) < cutoff, layer_psi, 1.0)
+        w_avg = tf.cast(self.w_avg, tf.float32)
+        return w_avg + (tf.cast(ws, tf.float32) - w_avg) * layer_psi[:, tf.newaxis]
+
+    def update_w_avg(self, ws):
+        """w_avg <- mean_batch(ws[:, 0]) + (w_avg - mean) * dlatent_avg_beta."""
+        batch_avg = tf.reduce_mean(tf.cast(ws[:, 0], tf.float32), axis=0)
+        beta = self.config.dlatent_avg_beta
+        self.w_avg.assign(batch_avg + (self.w_avg - batch_avg) * beta)
+
+    def mix_styles(self, ws, ws_other, rng=None):
+        """With prob style_mixing_prob, layers >= a random cutoff in [1, num_ws) take ws_other (one draw per batch)."""
+        uniform = rng.uniform if rng is not None else tf.random.uniform
+        mix = uniform([], 0.0, 1.0) < self.config.style_mixing_prob
+        cutoff_draw = tf.cast(tf.floor(uniform([], 1.0, float(self.num_ws))), tf.int32)
+        cutoff = tf.where(mix, cutoff_draw, self.num_ws)
+        keep = tf.range(self.num_ws) < cutoff                                   # [num_ws]
+        return tf.where(keep[tf.newaxis, :, tf.newaxis], ws, ws_other)
+
+    def training_styles(self, z, labels=None, rng=None):
+        """ws for a training step: map z, update w_avg, mix styles. z: [B, z_dim] -> [B, num_ws, w_dim]."""
+        ws = self.mapping(z, labels)
+        self.update_w_avg(ws)
+        if self.config.style_mixing_prob > 0:
+            normal = rng.normal if rng is not None else tf.random.normal
+            ws = self.mix_styles(ws, self.mapping(normal(tf.shape(z)), labels), rng)
+        return ws
+
+    def call(self, z, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", labels=None, training=False):
+        if training:
+            return self.synthesis(self.training_styles(z, labels), noise_mode="random")
+        ws = self.truncate(self.mapping(z, labels), truncation_psi, truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict(),
+                "fused_modconv": self.synthesis.fused_modconv}

@@ -1,0 +1,74 @@
+"""Training statistics: per-tick averages, stats.jsonl, TensorBoard scalars and the progress line."""
+import json
+import math
+import resource
+import time
+from collections import defaultdict
+
+import tensorflow as tf
+
+
+class TickStats:
+    """Running means of the per-step values over one tick."""
+
+    def __init__(self):
+        self.sums, self.counts = defaultdict(float), defaultdict(int)
+
+    def add(self, values):
+        for key, value in values.items():
+            self.sums[key] += float(value)
+            self.counts[key] += 1
+
+    def means(self):
+        means = {key: self.sums[key] / self.counts[key] for key in self.sums}
+        self.sums.clear()
+        self.counts.clear()
+        return means
+
+
+def memory_mb():
+    """Peak memory in MiB: GPU:0 when there is a GPU, else this process's peak resident size."""
+    if tf.config.list_physical_devices("GPU"):
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def format_duration(seconds):
+    """e.g. 3725 -> '1h 02m 05s'."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def progress_line(record):
+    """One line per tick: tick, kimg, time, sec/tick, sec/kimg, ETA and the main losses."""
+    parts = [f"tick {record['tick']:<4d}", f"kimg {record['kimg']:<8.3f}",
+             f"time {format_duration(record['time']):<11s}", f"sec/tick {record['sec_per_tick']:<7.1f}",
+             f"sec/kimg {record['sec_per_kimg']:<8.1f}", f"eta {format_duration(record['eta']):<11s}"]
+    for key, label in (("loss/G", "G"), ("loss/D", "D"), ("loss/G_reg", "Greg"), ("loss/D_reg", "Dreg"),
+                       ("pl_mean", "pl_mean")):
+        if key in record:
+            parts.append(f"{label} {record[key]:.4f}")
+    parts.append(f"mem {record['memory_mb']:.0f}MB")
+    return "  ".join(parts)
+
+
+class StatsWriter:
+    """Appends one JSON line per tick to stats.jsonl and writes TensorBoard scalars in the run folder."""
+
+    def __init__(self, run_dir):
+        self.jsonl = run_dir / "stats.jsonl"
+        self.tensorboard = tf.summary.create_file_writer(str(run_dir))
+
+    def write(self, record):
+        record = dict(record, timestamp=time.time())
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self.tensorboard.as_default():
+            for key, value in record.items():
+                if key not in ("tick", "step", "nimg", "timestamp") and isinstance(value, (int, float)):
+                    tf.summary.scalar(key, value, step=record["nimg"])
+        self.tensorboard.flush()
