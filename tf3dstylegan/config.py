@@ -128,7 +128,9 @@ def available_presets():
 def load_config(spec="2mm-fd16", **overrides) -> Config:
     """A Config from a preset name, a JSON file path, a dict or a Config, with overrides applied."""
     if isinstance(spec, Config):
-        return spec.replace(**overrides) if overrides else spec
+        if not overrides:
+            return spec
+        spec = spec.to_dict()
     if isinstance(spec, dict):
         fields = dict(spec)
     else:
@@ -142,10 +144,10 @@ def load_config(spec="2mm-fd16", **overrides) -> Config:
             raise ValueError(f"{path}: not valid JSON ({err})") from None
         fields = {k: v for k, v in fields.items() if not k.startswith("_")}  # "_comment" keys
         fields.setdefault("name", path.stem)
-    if "img_shape" in fields:
+    fields.update(overrides)
+    if "img_shape" in fields:  # accepted in place of resolution_log2
         shape = fields.pop("img_shape")
         fields["resolution_log2"] = resolution_log2_for_shape(shape, fields.get("base_size", Config.base_size))
-    fields.update(overrides)
     return Config(**_checked_fields(fields))
 
 

@@ -36,6 +36,7 @@ D_DEFAULTS = dict(num_channels=1, resolution=128, label_size=0, fmap_base=4096, 
 
 _ALLOWED_GLOBALS = {
     ("dnnlib.tflib.network", "Network"), ("dnnlib.util", "EasyDict"), ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # how protocol-2 pickles store bytes
     ("numpy", "dtype"), ("numpy", "ndarray"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -192,8 +193,10 @@ def generator_table(G):
         if layer.noise.strength is not None:
             table.append(("synthesis", f"{scope}/noise_strength", layer.noise.strength, _identity))
     for r, skip in synth.skips.items():
+        r = int(r)
         table.append(("synthesis", f"{_scope(base, r)}/Skip/weight", skip.weight, _identity))
     for r, to_image in synth.to_images.items():
+        r = int(r)
         scope = f"{_scope(base, r, capital_x=(r == 2))}/ToRGB"
         table += [("synthesis", f"{scope}/weight", to_image.conv.weight, _identity),
                   ("synthesis", f"{scope}/mod_weight", to_image.conv.mod_weight, _identity),
@@ -211,13 +214,14 @@ def discriminator_table(D):
         if layer.bias is not None:
             table.append(("D", f"{scope}/bias", layer.bias, _identity))
 
-    for r, layer in D.from_images.items():
-        conv(f"{_scope(base, r)}/FromImage", layer)
-    for r in D.conv0s:
-        conv(f"{_scope(base, r)}/Conv0", D.conv0s[r])
-        conv(f"{_scope(base, r)}/Conv1_down", D.conv1s[r])
-        if r in D.skips:
-            conv(f"{_scope(base, r)}/Skip", D.skips[r])
+    for key, layer in D.from_images.items():
+        conv(f"{_scope(base, int(key))}/FromImage", layer)
+    for key in D.conv0s:
+        scope = _scope(base, int(key))
+        conv(f"{scope}/Conv0", D.conv0s[key])
+        conv(f"{scope}/Conv1_down", D.conv1s[key])
+        if key in D.skips:
+            conv(f"{scope}/Skip", D.skips[key])
     conv(f"{_scope(base, 2)}/Conv", D.base_conv)
     channels = int(D.base_conv.weight.shape[-1])
     table += [("D", f"{_scope(base, 2)}/Dense0/weight", D.dense0.weight, _dense_from_nchw_rows(channels)),
@@ -226,8 +230,8 @@ def discriminator_table(D):
     return table
 
 
-def assign_from_table(table, sources, ignored, path):
-    """Copy every TF1 variable into its Keras weight; LegacyFormatError lists all mismatches."""
+def assign_from_table(table, sources, ignored):
+    """Copy every TF1 variable into its Keras weight; returns the list of mismatches (empty when all fit)."""
     used = {key: set() for key in sources}
     problems = []
     for component, name, variable, convert in table:
@@ -236,17 +240,16 @@ def assign_from_table(table, sources, ignored, path):
             problems.append(f"missing {component}:{name}")
             continue
         value = convert(np.asarray(values[name], dtype=np.float32))
+        used[component].add(name)
         if tuple(value.shape) != tuple(variable.shape):
             problems.append(f"shape of {component}:{name} is {tuple(np.shape(values[name]))}, "
                             f"expected {tuple(variable.shape)} after layout conversion")
             continue
         variable.assign(value)
-        used[component].add(name)
     for component, net in sources.items():
         extra = sorted(set(net.variables) - used[component] - ignored.get(component, set()))
         problems += [f"unused {component}:{name} {tuple(np.shape(net.variables[name]))}" for name in extra]
-    if problems:
-        raise LegacyFormatError(f"{path}: variables do not match the network: " + "; ".join(problems))
+    return problems
 
 
 def convert_legacy(path, fused_modconv=None):
@@ -255,14 +258,16 @@ def convert_legacy(path, fused_modconv=None):
     G_state, D_state, Gs_state = read_legacy_pickle(path)
     cfg, source_dtype, pickled_fused = config_from_states(G_state, D_state, path)
     fused = pickled_fused if fused_modconv is None else fused_modconv
-    nets = {}
+    nets, problems = {}, []
     for key, state in (("G", G_state), ("G_ema", Gs_state)):
         G = Generator(cfg, fused_modconv=fused, name="generator")
         sources = {"G": state, "mapping": state.components["mapping"], "synthesis": state.components["synthesis"]}
-        assign_from_table(generator_table(G), sources, {"G": {"lod"}}, path)
+        problems += [f"{key} {p}" for p in assign_from_table(generator_table(G), sources, {"G": {"lod"}})]
         nets[key] = G
     D = Discriminator(cfg, name="discriminator")
-    assign_from_table(discriminator_table(D), {"D": D_state}, {}, path)
+    problems += assign_from_table(discriminator_table(D), {"D": D_state}, {})
+    if problems:
+        raise LegacyFormatError(f"{path}: variables do not match the network: " + "; ".join(problems))
     return LoadedNetworks(G=nets["G"], D=D, G_ema=nets["G_ema"], config=cfg, source=str(path),
                           source_dtype=source_dtype)
 

@@ -26,13 +26,13 @@ class Discriminator(keras.Model):
             layer.build(shape)
             return layer
 
-        self.from_images, self.conv0s, self.conv1s, self.skips = {}, {}, {}, {}
+        self.from_images, self.conv0s, self.conv1s, self.skips = {}, {}, {}, {}  # keyed by str(level)
         channels = None
         for r in range(res, 1, -1):
             name = level_name(base, r)
             if arch == "skip" or r == res:
                 out = cfg.nf(r - 1) if r > 2 else cfg.nf(1)
-                self.from_images[r] = built(EqualizedConv3D(out, 1, activation="lrelu", name=name + "_from_image"),
+                self.from_images[str(r)] = built(EqualizedConv3D(out, 1, activation="lrelu", name=name + "_from_image"),
                                             shape_at(r, cfg.num_channels))
                 channels = out
             if r > 2:
@@ -41,9 +41,9 @@ class Discriminator(keras.Model):
                 conv1 = built(EqualizedConv3D(cfg.nf(r - 2), 3, down=True, activation="lrelu",
                                               name=name + "_conv1_down"), shape_at(r, cfg.nf(r - 1)))
                 if arch == "resnet":
-                    self.skips[r] = built(EqualizedConv3D(cfg.nf(r - 2), 1, down=True, use_bias=False,
+                    self.skips[str(r)] = built(EqualizedConv3D(cfg.nf(r - 2), 1, down=True, use_bias=False,
                                                           name=name + "_skip"), shape_at(r, channels))
-                self.conv0s[r], self.conv1s[r] = conv0, conv1
+                self.conv0s[str(r)], self.conv1s[str(r)] = conv0, conv1
                 channels = cfg.nf(r - 2)
         self.downsample = Downsample3D(name="downsample")
         self.mbstd = None
@@ -64,18 +64,18 @@ class Discriminator(keras.Model):
                              f"got {list(volumes.shape)}")
         img = tf.cast(volumes, self.compute_dtype)
         x = None
-        for r in range(self.config.resolution_log2, 2, -1):
-            if r in self.from_images:
-                t = self.from_images[r](img)
+        for r in range(self.config.resolution_log2, 1, -1):
+            if str(r) in self.from_images:
+                t = self.from_images[str(r)](img)
                 x = t if x is None else x + t
+            if r == 2:
+                break
             block_in = x
-            x = self.conv1s[r](self.conv0s[r](x))
-            if r in self.skips:
-                x = (x + self.skips[r](block_in)) * (1.0 / np.sqrt(2))
+            x = self.conv1s[str(r)](self.conv0s[str(r)](x))
+            if str(r) in self.skips:
+                x = (x + self.skips[str(r)](block_in)) * (1.0 / np.sqrt(2))
             if self.config.d_architecture == "skip":
                 img = self.downsample(img)
-        if 2 in self.from_images:
-            x = x + self.from_images[2](img)
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.dense0(self.base_conv(x))

@@ -67,6 +67,12 @@ class Generator(keras.Model):
         ws = self.truncate(self.mapping(z, labels), truncation_psi, truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """A SavedModel whose `serve(z [B, latent_size])` returns volumes (const noise, psi 1)."""
+        if input_signature is None:
+            input_signature = [tf.TensorSpec([None, self.z_dim], tf.float32, name="z")]
+        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
+
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(),
                 "fused_modconv": self.synthesis.fused_modconv}

@@ -37,7 +37,7 @@ class SynthesisNetwork(keras.Model):
         self.const = ConstantInput(cfg.nf(1), base, name="const")
         self.const.build()
         self.style_layers = []    # every SynthesisLayer, in style-index order
-        self.skips, self.to_images = {}, {}
+        self.skips, self.to_images = {}, {}  # keyed by str(level): checkpoints need string keys
         base_conv = SynthesisLayer(cfg.nf(1), 3, use_noise=use_noise, fused=fused_modconv,
                                    name=level_name(base, 2) + "_conv")
         base_conv.build(shape_at(2, cfg.nf(1)), w_shape)
@@ -56,12 +56,12 @@ class SynthesisNetwork(keras.Model):
                 if arch == "resnet":
                     skip = EqualizedConv3D(cfg.nf(r - 1), 1, up=True, use_bias=False, name=name + "_skip")
                     skip.build(shape_at(r - 1, channels))
-                    self.skips[r] = skip
+                    self.skips[str(r)] = skip
                 channels = cfg.nf(r - 1)
             if arch == "skip" or r == res:
                 to_image = ToImage(cfg.num_channels, fused=fused_modconv, name=name + "_to_image")
                 to_image.build(shape_at(r, channels), w_shape)
-                self.to_images[r] = to_image
+                self.to_images[str(r)] = to_image
         self.upsample = Upsample3D(name="upsample")
         self.built = True
 
@@ -96,12 +96,12 @@ class SynthesisNetwork(keras.Model):
                 block_in = x
                 x = self.style_layers[i0](x, ws[:, i0], noise_mode=noise_mode, noise=noise[i0])
                 x = self.style_layers[i1](x, ws[:, i1], noise_mode=noise_mode, noise=noise[i1])
-                if r in self.skips:
-                    x = (x + self.skips[r](block_in)) * (1.0 / np.sqrt(2))
+                if str(r) in self.skips:
+                    x = (x + self.skips[str(r)](block_in)) * (1.0 / np.sqrt(2))
                 if img is not None:
                     img = self.upsample(img)
-            if r in self.to_images:
-                y = self.to_images[r](x, ws[:, 2 * r - 3])
+            if str(r) in self.to_images:
+                y = self.to_images[str(r)](x, ws[:, 2 * r - 3])
                 img = y if img is None else img + y
         return tf.cast(img, tf.float32)
 

@@ -1,0 +1,124 @@
+"""Every pure op against the independent NumPy implementation (channels-first) on small, odd sizes."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import numpy_reference as ref
+from tf3dstylegan import ops
+
+
+def to_cl(x):     # [N, C, X, Y, Z] -> [N, X, Y, Z, C]
+    return np.transpose(x, (0, 2, 3, 4, 1))
+
+
+def to_cf(x):
+    return np.transpose(x, (0, 4, 1, 2, 3))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 2)])
+def test_upsample_conv3d(rng, k, shape):
+    x = rng.standard_normal((2, 3) + shape)
+    w = rng.standard_normal((k, k, k, 3, 4))
+    got = ops.upsample_conv3d(tf.constant(to_cl(x), tf.float32), tf.constant(w, tf.float32)).numpy()
+    expected = to_cl(ref.upsample_conv(x, w))
+    assert got.shape == (2,) + tuple(2 * s for s in shape) + (4,)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_upsample_conv3d_reverses_two_kernel_axes_only(rng):
+    """An asymmetric kernel tells the quirk apart from a full 3-D reversal."""
+    x = rng.standard_normal((1, 1, 3, 3, 3))
+    w = rng.standard_normal((3, 3, 3, 1, 1))
+    got = ops.upsample_conv3d(tf.constant(to_cl(x), tf.float32), tf.constant(w, tf.float32)).numpy()
+    full_flip = to_cl(ref.fir(ref.pad(ref.xcorr(ref.pad(ref.zero_insert(x), 2, 2), w), 2, 1), 4.0))
+    assert np.abs(got - full_flip).max() > 1e-2
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("shape", [(6, 8, 10), (5, 7, 4)])
+def test_conv_downsample3d(rng, k, shape):
+    x = rng.standard_normal((2, 3) + shape)
+    w = rng.standard_normal((k, k, k, 3, 2))
+    got = ops.conv_downsample3d(tf.constant(to_cl(x), tf.float32), tf.constant(w, tf.float32)).numpy()
+    np.testing.assert_allclose(got, to_cl(ref.conv_downsample(x, w)), atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 1, 3)])
+def test_upsample3d_and_downsample3d(rng, shape):
+    x = rng.standard_normal((2, 2) + shape)
+    up = ops.upsample3d(tf.constant(to_cl(x), tf.float32)).numpy()
+    np.testing.assert_allclose(up, to_cl(ref.upsample(x)), atol=1e-5)
+    down = ops.downsample3d(tf.constant(to_cl(x), tf.float32)).numpy()
+    np.testing.assert_allclose(down, to_cl(ref.downsample(x)), atol=1e-5)
+
+
+def test_upsample3d_gain_is_four_inside():
+    """Nearest repetition then gain 4: a constant becomes 4x away from the borders (spec §3.3)."""
+    up = ops.upsample3d(tf.ones([1, 6, 6, 6, 1])).numpy()
+    np.testing.assert_allclose(up[0, 4:-4, 4:-4, 4:-4, 0], 4.0, rtol=1e-5)
+
+
+def test_fir3d_matches_dense_kernel(rng):
+    x = rng.standard_normal((1, 2, 7, 6, 5))
+    got = ops.fir3d(tf.constant(to_cl(x), tf.float32), pad=(2, 2), gain=3.0).numpy()
+    np.testing.assert_allclose(got, to_cl(ref.fir(ref.pad(x, 2, 2), 3.0)), atol=1e-5)
+
+
+def test_zero_insert(rng):
+    x = rng.standard_normal((2, 3, 2, 4, 3))
+    np.testing.assert_array_equal(ops.zero_insert(tf.constant(to_cl(x))).numpy(), to_cl(ref.zero_insert(x)))
+
+
+def test_bias_act():
+    x = np.array([[-2.0, 0.5], [1.0, -0.25]], np.float32)
+    b = np.array([0.5, -1.0], np.float32)
+    got = ops.bias_act(x, b, "lrelu", lrmul=0.5).numpy()
+    np.testing.assert_allclose(got, ref.lrelu(x + b * 0.5), rtol=1e-6)
+    np.testing.assert_allclose(ops.bias_act(x, b).numpy(), x + b)
+    with pytest.raises(ValueError, match="unknown activation"):
+        ops.bias_act(x, b, "gelu")
+
+
+@pytest.mark.parametrize("batch", [8, 4, 2, 1])
+def test_minibatch_stddev(rng, batch):
+    x = rng.standard_normal((batch, 3, 2, 3, 2))
+    got = ops.minibatch_stddev(tf.constant(to_cl(x), tf.float32), group_size=4).numpy()
+    np.testing.assert_allclose(got, to_cl(ref.mbstd(x, 4)), atol=1e-5)
+
+
+def test_minibatch_stddev_rejects_indivisible_batch(rng):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="multiple of the group size"):
+        ops.minibatch_stddev(tf.zeros([6, 2, 2, 2, 1]))
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_conv3d_fused_and_reference(rng, up, demodulate):
+    x = rng.standard_normal((3, 4, 3, 2, 3))
+    w = rng.standard_normal((3, 3, 3, 4, 5)) / np.sqrt(27 * 4)
+    styles = rng.standard_normal((3, 4)) + 1
+    v = {"s/weight": w * np.sqrt(27 * 4), "s/mod_weight": np.eye(4) * 2.0, "s/mod_bias": np.zeros(4)}
+    wvec = (styles - 1) / 1.0
+    expected = to_cl(ref.modconv(x, v, "s", wvec, up=up, demod=demodulate))
+    args = (tf.constant(to_cl(x), tf.float32), tf.constant(w, tf.float32), tf.constant(styles, tf.float32))
+    plain = ops.modulated_conv3d(*args, demodulate=demodulate, up=up).numpy()
+    fused = ops.modulated_conv3d(*args, demodulate=demodulate, up=up, fused=True).numpy()
+    np.testing.assert_allclose(plain, expected, atol=1e-4)
+    np.testing.assert_allclose(fused, plain, atol=1e-4)
+
+
+def test_style_scales_and_normalize(rng):
+    w = rng.standard_normal((2, 6)).astype(np.float32)
+    mod_weight = rng.standard_normal((6, 3)).astype(np.float32)
+    mod_bias = rng.standard_normal(3).astype(np.float32)
+    np.testing.assert_allclose(ops.style_scales(w, mod_weight, mod_bias).numpy(),
+                               w @ (mod_weight / np.sqrt(6)) + mod_bias + 1, rtol=1e-5)
+    z = rng.standard_normal((2, 5)).astype(np.float32)
+    np.testing.assert_allclose(ops.normalize_2nd_moment(z).numpy(),
+                               z / np.sqrt((z ** 2).mean(1, keepdims=True) + 1e-8), rtol=1e-5)
