@@ -17,6 +17,7 @@ setup(
         "scipy",
         "nibabel",
         "absl-py",
+        "nilearn",  # ships the MNI152 T1 template used by the built-in demo dataset
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -1,0 +1,75 @@
+"""Input pipeline throughput (volumes/s) at 2 mm and 1 mm, beside what training consumes.
+
+  python bench/bench_input_pipeline.py [--step_time 0.5] [--batch_size 16] [--out bench.json]
+
+Reads the demo dataset (built and cached on first use) through make_dataset with shuffling and
+mirror augment, as training does. A training step of `step_time` seconds on `batch_size` volumes
+consumes batch_size / step_time volumes/s; the pipeline keeps up when its rate is higher.
+"""
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+flags.DEFINE_list("voxel_sizes", ["2", "1"], "Demo grids to measure (mm).")
+flags.DEFINE_integer("batch_size", 16, "Global batch size (the paper's presets use 16).")
+flags.DEFINE_float("step_time", None, "Seconds per training step, to print the volumes/s training needs.")
+flags.DEFINE_integer("num_batches", 20, "Batches timed after warm-up.")
+flags.DEFINE_integer("subjects_1mm", 16, "Demo subjects at 1 mm (27.5 MB each); 2 mm uses the default count.")
+flags.DEFINE_string("cache_dir", None, "Demo cache folder (default $TF3DSTYLEGAN_CACHE or ~/.cache/tf3dstylegan).")
+flags.DEFINE_string("out", None, "Also write the JSON report here.")
+FLAGS = flags.FLAGS
+
+
+def measure(path, batch_size, num_batches, warmup=3):
+    """(volumes/s, seconds per batch) of make_dataset over a records folder."""
+    from tf3dstylegan.data import make_dataset  # pylint: disable=import-outside-toplevel
+
+    iterator = iter(make_dataset(path, batch_size, mirror_augment=True))
+    for _ in range(warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(num_batches):
+        next(iterator)  # a materialised tensor, as a training step receives it
+    seconds = (time.perf_counter() - start) / num_batches
+    return batch_size / seconds, seconds
+
+
+def main(_):
+    from tf3dstylegan.data import demo  # pylint: disable=import-outside-toplevel
+
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "batch_size": FLAGS.batch_size,
+              "step_time_s": FLAGS.step_time, "results": []}
+    if FLAGS.step_time:
+        report["training_needs_volumes_per_s"] = FLAGS.batch_size / FLAGS.step_time
+    for voxel_size in (float(v) for v in FLAGS.voxel_sizes):
+        subjects = FLAGS.subjects_1mm if voxel_size < 2 else demo.DEFAULT_SUBJECTS
+        start = time.perf_counter()
+        path = demo.demo_dataset(voxel_size, subjects, cache_dir=FLAGS.cache_dir)
+        prepare_s = time.perf_counter() - start
+        rate, batch_s = measure(path, FLAGS.batch_size, FLAGS.num_batches)
+        result = {"voxel_size_mm": voxel_size, "img_shape": list(demo.demo_shape(voxel_size)),
+                  "volumes_per_s": round(rate, 1), "ms_per_batch": round(batch_s * 1e3, 1),
+                  "demo_prepare_s": round(prepare_s, 1)}
+        if FLAGS.step_time:
+            result["headroom"] = round(rate / report["training_needs_volumes_per_s"], 1)
+        report["results"].append(result)
+        needs = (f"; training at {FLAGS.step_time} s/step needs {report['training_needs_volumes_per_s']:.1f}"
+                 if FLAGS.step_time else "; pass --step_time to compare with training")
+        print(f"{voxel_size:g} mm {tuple(result['img_shape'])}: {rate:.1f} volumes/s "
+              f"({batch_s * 1e3:.1f} ms per batch of {FLAGS.batch_size}){needs}", file=sys.stderr)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if FLAGS.out:
+        Path(FLAGS.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,126 @@
+"""Generator inference and one G+D training step per preset: volumes/s, seconds, peak RSS, FLOPs.
+
+    python bench/bench_networks.py --presets 2mm-fd16,2mm-fd32 --batch 2 --what infer,train
+Each measurement runs in a fresh subprocess (so peak RSS is its own) and prints one JSON line; a
+summary JSON list goes to --out. The training step is the one the original was timed with: G
+non-saturating logistic step then D logistic step, forward and backward, plain Adam, no regularisers.
+"""
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+flags.DEFINE_list("presets", ["2mm-fd16", "2mm-fd32", "2mm-fd64", "2mm-fd96", "1mm-fd16"], "Presets.")
+flags.DEFINE_list("what", ["infer", "train"], "infer and/or train.")
+flags.DEFINE_integer("batch", 2, "Batch size.")
+flags.DEFINE_integer("repeats", 3, "Timed repetitions after one warm-up.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Compute precision.")
+flags.DEFINE_bool("jit", False, "XLA-compile the timed function.")
+flags.DEFINE_string("out", None, "Write the list of results as JSON here.")
+flags.DEFINE_string("child", None, "Internal: run one measurement 'preset:what'.")
+FLAGS = flags.FLAGS
+
+
+def generator_flops(cfg, batch):
+    """Multiply-adds x2 of one generator pass (convolutions, FIR filters and mapping)."""
+    macs = cfg.mapping_layers * cfg.mapping_fmaps * max(cfg.latent_size, cfg.mapping_fmaps)
+
+    def voxels(r):
+        return int(np.prod([b * 2 ** (r - 2) for b in cfg.base_size]))
+    macs += 27 * cfg.nf(1) ** 2 * voxels(2)
+    cin = cfg.nf(1)
+    for r in range(3, cfg.resolution_log2 + 1):
+        out = cfg.nf(r - 1)
+        macs += 27 * cin * out * voxels(r - 1)            # stride-2 transposed conv: 27 taps per input voxel
+        macs += 3 * 5 * out * voxels(r)                   # separable 5-tap FIR, three passes
+        macs += 27 * out * out * voxels(r)
+        cin = out
+    macs += cin * cfg.num_channels * voxels(cfg.resolution_log2)
+    return 2 * macs * batch
+
+
+def matmul_peak_gflops(n=4096, repeats=5):
+    import tensorflow as tf
+    a = tf.random.normal([n, n])
+    tf.matmul(a, a).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        tf.matmul(a, a).numpy()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def measure(preset, what):
+    import keras
+    import tensorflow as tf
+    if FLAGS.precision != "float32":
+        keras.mixed_precision.set_global_policy(FLAGS.precision)
+    import tf3dstylegan
+    G, D = tf3dstylegan.build_networks(preset)
+    batch = FLAGS.batch
+    z = tf.random.normal([batch, G.z_dim])
+    if what == "infer":
+        fn = tf.function(lambda z: G(z), jit_compile=FLAGS.jit)
+    else:
+        reals = tf.random.uniform([batch, *G.img_shape, G.num_channels], -1, 1)
+        g_opt, d_opt = keras.optimizers.Adam(0.002, 0.0, 0.99, 1e-8), keras.optimizers.Adam(0.002, 0.0, 0.99, 1e-8)
+
+        def step(z):
+            with tf.GradientTape() as tape:
+                g_loss = tf.reduce_mean(tf.nn.softplus(-D(G(z, training=True))))
+            g_opt.apply_gradients(zip(tape.gradient(g_loss, G.trainable_weights), G.trainable_weights))
+            with tf.GradientTape() as tape:
+                d_loss = tf.reduce_mean(tf.nn.softplus(D(G(z, training=True)))) + \
+                    tf.reduce_mean(tf.nn.softplus(-D(reals)))
+            d_opt.apply_gradients(zip(tape.gradient(d_loss, D.trainable_weights), D.trainable_weights))
+            return g_loss + d_loss
+        fn = tf.function(step, jit_compile=FLAGS.jit)
+    start = time.perf_counter()
+    fn(z).numpy()
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(FLAGS.repeats):
+        fn(z).numpy()
+    seconds = (time.perf_counter() - start) / FLAGS.repeats
+    result = {"preset": preset, "what": what, "batch": batch, "precision": FLAGS.precision, "jit": FLAGS.jit,
+              "seconds_per_batch": seconds, "volumes_per_s": batch / seconds, "first_call_s": warmup,
+              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+    if what == "infer":
+        flops = generator_flops(G.config, batch)
+        result.update(gflop=flops / 1e9, achieved_gflops=flops / seconds / 1e9)
+    return result
+
+
+def main(argv):
+    if FLAGS.child:
+        print(json.dumps(measure(*FLAGS.child.split(":"))), flush=True)
+        return
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}
+    print(json.dumps({"machine": machine}), flush=True)
+    results = []
+    for preset in FLAGS.presets:
+        for what in FLAGS.what:
+            cmd = [sys.executable, __file__, f"--child={preset}:{what}", f"--batch={FLAGS.batch}",
+                   f"--repeats={FLAGS.repeats}", f"--precision={FLAGS.precision}", f"--jit={FLAGS.jit}"]
+            run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+            result = json.loads(lines[-1]) if run.returncode == 0 and lines else \
+                {"preset": preset, "what": what, "error": (run.stderr.strip().splitlines() or ["?"])[-1]}
+            if "achieved_gflops" in result:
+                result["fraction_of_matmul_peak"] = result["achieved_gflops"] / machine["matmul_peak_gflops"]
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    if FLAGS.out:
+        with open(FLAGS.out + ".tmp", "w") as f:
+            json.dump({"machine": machine, "results": results}, f, indent=2)
+        os.replace(FLAGS.out + ".tmp", FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
