@@ -4,7 +4,7 @@ Not a test: it needs torch, which the project never depends on. Run it from the 
 project's Python; the torch half runs in a subprocess with `--torch_python` (a scratch venv, e.g.
 `python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch==2.13.0 numpy`):
 
-    python bench/check_inception_port.py --torch_python /tmp/torchenv/bin/python [--cache_dir DIR]
+    PYTHONPATH=. python bench/check_inception_port.py --torch_python /tmp/torchenv/bin/python [--cache_dir DIR]
 
 Inception: random uint8 images (80x96, smooth 112x96, and 299x299) go through the reference pipeline in
 torch (fid-helper's `nv_bilinear` resize = TF1 legacy bilinear, then x/255*(1+0.9921875)-1, then
@@ -77,7 +77,7 @@ def main():
         "images_80x96": rng.integers(0, 256, (8, 80, 96, 3)).astype(np.float32),
         "images_smooth_112x96": np.floor(smooth).astype(np.float32),
         "images_299": rng.integers(0, 256, (4, 299, 299, 3)).astype(np.float32),
-        "volumes_32x40x48": rng.normal(size=(2, 32, 40, 48, 1)).astype(np.float32),
+        "volumes_40x48x56": rng.normal(size=(2, 40, 48, 56, 1)).astype(np.float32),
         "volumes_80x96x112": np.clip(rng.normal(0.4, 0.3, (2, 80, 96, 112, 1)), 0, 1).astype(np.float32),
     }
     inception_npz = weights.ensure_weights("inception", args.cache_dir)

@@ -5,6 +5,7 @@ import sys
 COMMANDS = {
     "convert": ("tf3dstylegan.convert", "convert a legacy TF1 snapshot .pkl to G.keras, D.keras, G_ema.keras"),
     "metrics": ("tf3dstylegan.metrics.cli", "FID (3 planes), bMMD2, MS-SSIM and 3D FID of a generator"),
+    "metrics-weights": ("tf3dstylegan.metrics.weights", "download and convert the metric networks' weights"),
 }
 
 

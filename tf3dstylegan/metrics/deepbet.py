@@ -6,8 +6,8 @@ The network (`data/models/model.pt`, a traced TorchScript module; weights conver
 stride 2 pad 1; then `down0..down3`, each two basic blocks (conv3^3-IN-ReLU-conv3^3-IN + shortcut, ReLU);
 `down1..3` halve the size in their first block (shortcut: conv 1^3 stride 2 -> IN). Channels 16-32-64-128.
 The 3D FID uses the global mean of the `down3` output: 128-D features. Checked against the TorchScript
-module with `bench/check_inception_port.py`: max |keras - torch| / max |torch| = 5.7e-6 (32x40x48) and
-1.5e-6 (80x96x112).
+module with `bench/check_inception_port.py`: max |keras - torch| / max |torch| = 8.1e-7 (40x48x56) and
+1.9e-6 (80x96x112).
 
 Torch's [B, C, D, H, W] with D, H, W = the RAS volume axes X, Y, Z (deepbet feeds `as_closest_canonical`
 data) maps to our channels-last [B, X, Y, Z, C] without any transposition of the spatial axes.
@@ -64,6 +64,17 @@ def build_encoder(weights):
     return keras.Model(inputs, features, name="deepbet_encoder")
 
 
+def down3_size(n):
+    """Length of an axis of n voxels after the encoder (init conv, max-pool, three stride-2 blocks)."""
+    n = (n - 1) // 2 + 1  # conv 7, stride 2, pad 3
+    for _ in range(4):  # max-pool 3 / conv 3, stride 2, pad 1
+        n = (n - 1) // 2 + 1
+    return n
+
+
+MIN_AXIS = 33  # smallest axis with down3_size >= 2: instance norm over a single voxel gives only zeros
+
+
 def deepbet_normalize(volumes):
     """[-1, 1] volumes [B, X, Y, Z, 1] -> deepbet's input normalisation, per volume (float32)."""
     x = (np.asarray(volumes, np.float32) + 1.0) / 2.0
@@ -91,6 +102,8 @@ class DeepbetFeatures:
         x = np.asarray(normalized, np.float32)
         if x.ndim != 5 or x.shape[-1] != 1:
             raise ValueError(f"deepbet input must be [N, X, Y, Z, 1], got {x.shape}")
+        if min(x.shape[1:4]) < MIN_AXIS:
+            raise ValueError(f"deepbet features need every axis >= {MIN_AXIS} voxels, got {x.shape[1:4]}")
         out = [self._forward(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
         return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, FEATURE_DIM))
 

@@ -42,16 +42,16 @@ def generated_batches(G, num, batch_size, seed, truncation_psi=1.0, noise_mode="
 class VolumeReader:
     """Hands out exactly the requested number of volumes from a stream of batches."""
 
-    def __init__(self, batches, what):
-        self.batches, self.what, self.pending, self.count = iter(batches), what, [], 0
+    def __init__(self, batches, what, needed):
+        self.batches, self.what, self.needed, self.pending, self.count = iter(batches), what, needed, [], 0
 
     def take(self, n):
         """[n, X, Y, Z, C]; ValueError naming the data when the stream runs out."""
         while len(self.pending) < n:
             batch = next(self.batches, None)
             if batch is None:
-                raise ValueError(f"{self.what}: only {self.count + len(self.pending)} volumes available, "
-                                 f"{self.count + n} needed")
+                raise ValueError(f"{self.what}: only {self.count + len(self.pending)} volumes, "
+                                 f"{self.needed} needed")
             self.pending.extend(batch)
         out, self.pending = np.stack(self.pending[:n]), self.pending[n:]
         self.count += n
@@ -66,11 +66,11 @@ class FeatureExtractors:
         self.inception = self.deepbet = None
         if "fid_slices" in metrics:
             path = inception_weights or weights.ensure_weights("inception", cache_dir, download=download)
-            self.inception = inception.InceptionFeatures(path)
+            self.inception = inception.InceptionFeatures(weights.load_weights("inception", path))
         if "fid3d" in metrics:
             from tf3dstylegan.metrics import deepbet
             path = deepbet_weights or weights.ensure_weights("deepbet", cache_dir, download=download)
-            self.deepbet = deepbet.DeepbetFeatures(path)
+            self.deepbet = deepbet.DeepbetFeatures(weights.load_weights("deepbet", path))
 
 
 class VolumeSummary:
@@ -122,11 +122,13 @@ def compute_metrics(G, data, metrics=METRICS, num=1000, batch_size=8, seed=0, re
     unknown = set(metrics) - set(METRICS)
     if unknown or not metrics:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
+    if G is None and not reference:
+        raise ValueError("nothing to compute: no generator and reference=False")
     if num < 2 or batch_size < 1:
         raise ValueError(f"need num >= 2 and batch_size >= 1, got {num} and {batch_size}")
     extractors = extractors or FeatureExtractors(metrics, **extractor_kwargs)
     what = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "data"
-    reals = VolumeReader(real_batches(data, batch_size), what)
+    reals = VolumeReader(real_batches(data, batch_size), what, num * (2 if reference else 1))
     fakes = generated_batches(G, num, batch_size, seed, truncation_psi, noise_mode) if G is not None else None
     fake, real_a, real_b = (VolumeSummary(metrics, extractors) for _ in range(3))
     mmd_fake, mmd_real, seen_a = [], [], set()
@@ -137,6 +139,9 @@ def compute_metrics(G, data, metrics=METRICS, num=1000, batch_size=8, seed=0, re
         seen_a.update(_digest(v) for v in batch_a)
         if fakes is not None:
             fake_batch = next(fakes)
+            if fake_batch.shape[1:] != batch_a.shape[1:]:
+                raise ValueError(f"{what}: volumes {batch_a.shape[1:]} do not match the generator's "
+                                 f"{fake_batch.shape[1:]}")
             fake.add(fake_batch)
             if "bmmd2" in metrics:
                 mmd_fake.append(mmd.batch_mmd2(mmd.to_unit_range(fake_batch), unit_a))
@@ -159,12 +164,3 @@ def compute_metrics(G, data, metrics=METRICS, num=1000, batch_size=8, seed=0, re
             results["real_msssim_std"] = float(np.std(real_a.msssim))
     return results
 
-
-def log_to_tensorboard(results, step, writer):
-    """Write every numeric result as a `metrics/<key>` scalar with a tf.summary writer."""
-    import tensorflow as tf
-    with writer.as_default():
-        for key, value in results.items():
-            if key != "num":
-                tf.summary.scalar(f"metrics/{key}", value, step=step)
-    writer.flush()

