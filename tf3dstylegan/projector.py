@@ -1,0 +1,182 @@
+"""Projection of a volume into the generator's W (or W+) and noise maps (spec §7.2, paper §2.1).
+
+As the original: w starts at the mean of 10000 mapped RandomState(123) latents, Adam (0.9, 0.999, 1e-8) with
+lr 0.3 ramped up over the first 5% and down (cosine) over the last 25% of the steps, w perturbed by
+N(0, 1) * 0.05 * w_std * max(0, 1 - t / 0.75)^2, loss = MSE of (x + 1) * 127.5 at full resolution + MSE of
+its 8x8x8 block means, noise maps re-normalised to zero mean / unit std after every step. Changed: the noise
+regulariser (built but never added by the original) is added with weight 1e5; W+ is optional; a volume whose
+axes are not multiples of 8 gets partial edge blocks (the mean of the voxels they hold).
+"""
+import dataclasses
+from typing import Callable, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf3dstylegan.data.volumes import DataError, check_volume, load_volume, read_volume
+from tf3dstylegan.metrics.msssim import ssim_and_cs
+
+INITIAL_LR = 0.3
+LR_RAMPUP, LR_RAMPDOWN = 0.05, 0.25
+INITIAL_NOISE_FACTOR, NOISE_RAMP = 0.05, 0.75
+NOISE_REG_WEIGHT = 1e5
+W_AVG_SAMPLES, W_AVG_SEED = 10000, 123
+DOWNSAMPLE = 8
+
+
+@dataclasses.dataclass
+class Projection:
+    """What `project` returns."""
+    w: np.ndarray                 # [1, num_ws, w_dim], without the optimisation's perturbation
+    noises: List[np.ndarray]      # per style layer [1, x, y, z, 1]
+    reconstruction: np.ndarray    # [X, Y, Z, C] in [-1, 1]
+    losses: np.ndarray            # [num_steps] total loss of each step
+
+
+def learning_rate(t, initial=INITIAL_LR, rampup=LR_RAMPUP, rampdown=LR_RAMPDOWN):
+    """lr at progress t = step / num_steps: cosine ramp-down over the last `rampdown`, linear ramp-up."""
+    down = 0.5 - 0.5 * np.cos(np.pi * min(1.0, (1.0 - t) / rampdown))
+    return initial * down * min(1.0, t / rampup)
+
+
+def w_noise_scale(t, w_std, factor=INITIAL_NOISE_FACTOR, ramp=NOISE_RAMP):
+    """Std of the perturbation added to w at progress t."""
+    return w_std * factor * max(0.0, 1.0 - t / ramp) ** 2
+
+
+def w_statistics(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED, batch_size=1000):
+    """(w_avg [w_dim], w_std scalar) of num_samples mapped RandomState(seed) latents (first style layer)."""
+    z = np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32)
+    w = np.concatenate([G.mapping(z[i:i + batch_size])[:, 0].numpy()
+                        for i in range(0, num_samples, batch_size)]).astype(np.float64)  # [N, w_dim]
+    w_avg = w.mean(axis=0)
+    w_std = np.sqrt(np.sum((w - w_avg) ** 2) / num_samples)
+    return w_avg.astype(np.float32), float(w_std)
+
+
+def block_mean(x, factor=DOWNSAMPLE):
+    """[B, X, Y, Z, C] -> [B, ceil(X/f), ceil(Y/f), ceil(Z/f), C] means of f^3 blocks (edge blocks: their voxels)."""
+    shape = x.shape[1:4]
+    padded = [-(-s // factor) * factor for s in shape]
+    pad = [[0, 0]] + [[0, p - s] for s, p in zip(shape, padded)] + [[0, 0]]
+
+    def block_sum(v):
+        v = tf.pad(v, pad)
+        v = tf.reshape(v, [-1, padded[0] // factor, factor, padded[1] // factor, factor,
+                           padded[2] // factor, factor, v.shape[-1]])
+        return tf.reduce_sum(v, axis=[2, 4, 6])
+
+    counts = block_sum(tf.ones([1] + list(shape) + [1], x.dtype))  # [1, bx, by, bz, 1]
+    return block_sum(x) / counts
+
+
+def noise_regularizer(noises, min_size=10):
+    """Sum over maps and scales of squared mean autocorrelations at 1-voxel shifts along x, y, z; each map is
+    2x2x2-averaged until its first axis is <= min_size (or an axis is odd). noises: [1, x, y, z, 1] each."""
+    loss = 0.0
+    for v in noises:
+        while True:
+            for axis in (1, 2, 3):
+                loss += tf.reduce_mean(v * tf.roll(v, shift=1, axis=axis)) ** 2
+            x, y, z = v.shape[1:4]
+            if x <= min_size or x % 2 or y % 2 or z % 2:
+                break
+            v = tf.reduce_mean(tf.reshape(v, [1, x // 2, 2, y // 2, 2, z // 2, 2, 1]), axis=[2, 4, 6])
+    return loss
+
+
+def check_target(G, target):
+    """A finite target [X, Y, Z] or [X, Y, Z, C] on G's grid as float32 [1, X, Y, Z, C]; ValueError otherwise."""
+    target = np.asarray(target, np.float32)
+    if target.ndim == 3:
+        target = target[..., np.newaxis]
+    expected = tuple(G.img_shape) + (G.num_channels,)
+    if target.shape != expected:
+        raise ValueError(f"target shape {target.shape} is not the network's {expected}")
+    if not np.all(np.isfinite(target)):
+        raise ValueError(f"target contains {int(np.sum(~np.isfinite(target)))} NaN or Inf values")
+    return target[np.newaxis]
+
+
+def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NOISE_REG_WEIGHT,
+            w_avg_samples=W_AVG_SAMPLES, on_step: Optional[Callable] = None) -> Projection:
+    """Fit w (W, or W+ with w_plus) and the noise maps so that G.synthesis reproduces target ([-1, 1]).
+
+    on_step(step, num_steps, loss) is called after every step (progress display)."""
+    target = tf.constant(check_target(G, target))
+    target_big = (target + 1.0) * 127.5                                  # [1, X, Y, Z, C]
+    target_small = block_mean(target_big)
+    w_avg, w_std = w_statistics(G, w_avg_samples)
+    num_w = G.num_ws if w_plus else 1
+    w_var = tf.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")          # [1, num_w, w_dim]
+    rng = np.random.RandomState(seed)
+    noise_vars = [tf.Variable(rng.randn(*shape).astype(np.float32), name=f"noise{i}")
+                  for i, shape in enumerate(G.synthesis.noise_shapes)]
+    _normalize(noise_vars)
+    w_rng = tf.random.Generator.from_seed(seed)
+    optimizer = keras.optimizers.Adam(learning_rate=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    trainables = [w_var] + noise_vars
+    optimizer.build(trainables)
+
+    def synth(w):
+        return G.synthesis(tf.tile(w, [1, G.num_ws // num_w, 1]), noise_mode="const", noise=noise_vars)
+
+    @tf.function
+    def step(noise_scale):
+        with tf.GradientTape() as tape:
+            w = w_var + w_rng.normal(w_var.shape) * noise_scale
+            images = (synth(w) + 1.0) * 127.5
+            loss = (tf.reduce_mean(tf.square(images - target_big))
+                    + tf.reduce_mean(tf.square(block_mean(images) - target_small))
+                    + noise_reg_weight * noise_regularizer(noise_vars))
+        grads = tape.gradient(loss, trainables)
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, trainables) if g is not None])
+        _normalize(noise_vars)
+        return loss
+
+    losses = np.zeros(num_steps, np.float32)
+    for i in range(num_steps):
+        t = i / num_steps
+        optimizer.learning_rate = learning_rate(t)
+        losses[i] = step(tf.constant(w_noise_scale(t, w_std), tf.float32)).numpy()
+        if on_step is not None:
+            on_step(i + 1, num_steps, float(losses[i]))
+    w = tf.tile(w_var, [1, G.num_ws // num_w, 1])
+    reconstruction = synth(w_var)[0].numpy()
+    return Projection(w=w.numpy(), noises=[v.numpy() for v in noise_vars], reconstruction=reconstruction,
+                      losses=losses)
+
+
+def _normalize(noise_vars):
+    """Each noise map <- zero mean, unit std."""
+    for v in noise_vars:
+        centred = v - tf.reduce_mean(v)
+        v.assign(centred * tf.math.rsqrt(tf.reduce_mean(tf.square(centred))))
+
+
+def load_target(path, G, normalize="none", resample=None):
+    """A target file as [X, Y, Z, 1] in [-1, 1] on G's grid via the dataset tool's reader; DataError if bad.
+
+    resample None: onto the grid (preset voxel size, centred RAS) only when the shape differs from it;
+    True: always; False: never (the shape must then be the grid's)."""
+    cfg = G.config
+    if resample is None:
+        data, _ = read_volume(path)
+        resample = check_volume(path, data).shape != tuple(G.img_shape)
+    grid = dict(img_shape=tuple(G.img_shape), voxel_size=cfg.voxel_size) if resample else {}
+    volume, _ = load_volume(path, base_size=cfg.base_size, normalize=normalize, **grid)
+    if volume.shape != tuple(G.img_shape):
+        raise DataError(path, f"shape {volume.shape} is not the network's grid {tuple(G.img_shape)}")
+    return volume[..., np.newaxis] * 2.0 - 1.0
+
+
+def reconstruction_metrics(target, reconstruction):
+    """MSE, PSNR (dB, peak 1) and SSIM of two [X, Y, Z(, C)] volumes in [-1, 1], measured in [0, 1]."""
+    a = np.clip((np.asarray(target, np.float64) + 1.0) / 2.0, 0.0, 1.0)
+    b = np.clip((np.asarray(reconstruction, np.float64) + 1.0) / 2.0, 0.0, 1.0)
+    mse = float(np.mean((a - b) ** 2))
+    psnr = float("inf") if mse == 0 else float(10.0 * np.log10(1.0 / mse))
+    a, b = a.reshape(a.shape[:3] + (-1,)), b.reshape(b.shape[:3] + (-1,))
+    ssim = float(np.mean([ssim_and_cs(a[..., c], b[..., c])[0] for c in range(a.shape[-1])]))
+    return {"mse": mse, "psnr": psnr, "ssim": ssim}
