@@ -22,6 +22,7 @@ flags.DEFINE_integer("batch", 2, "Batch size.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions after one warm-up.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Compute precision.")
 flags.DEFINE_bool("jit", False, "XLA-compile the timed function.")
+flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass.")
 flags.DEFINE_string("out", None, "Write the list of results as JSON here.")
 flags.DEFINE_string("child", None, "Internal: run one measurement 'preset:what'.")
 FLAGS = flags.FLAGS
@@ -61,7 +62,7 @@ def measure(preset, what):
     if FLAGS.precision != "float32":
         keras.mixed_precision.set_global_policy(FLAGS.precision)
     import tf3dstylegan
-    G, D = tf3dstylegan.build_networks(preset)
+    G, D = tf3dstylegan.build_networks(preset, gradient_checkpointing=FLAGS.gradient_checkpointing)
     batch = FLAGS.batch
     z = tf.random.normal([batch, G.z_dim])
     if what == "infer":
@@ -88,6 +89,7 @@ def measure(preset, what):
         fn(z).numpy()
     seconds = (time.perf_counter() - start) / FLAGS.repeats
     result = {"preset": preset, "what": what, "batch": batch, "precision": FLAGS.precision, "jit": FLAGS.jit,
+              "gradient_checkpointing": FLAGS.gradient_checkpointing,
               "seconds_per_batch": seconds, "volumes_per_s": batch / seconds, "first_call_s": warmup,
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
     if what == "infer":
@@ -107,7 +109,8 @@ def main(argv):
     for preset in FLAGS.presets:
         for what in FLAGS.what:
             cmd = [sys.executable, __file__, f"--child={preset}:{what}", f"--batch={FLAGS.batch}",
-                   f"--repeats={FLAGS.repeats}", f"--precision={FLAGS.precision}", f"--jit={FLAGS.jit}"]
+                   f"--repeats={FLAGS.repeats}", f"--precision={FLAGS.precision}", f"--jit={FLAGS.jit}",
+                   f"--gradient_checkpointing={FLAGS.gradient_checkpointing}"]
             run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
             result = json.loads(lines[-1]) if run.returncode == 0 and lines else \

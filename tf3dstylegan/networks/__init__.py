@@ -8,20 +8,27 @@ __all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork", "
            "build_generator", "build_networks"]
 
 
-def build_generator(config="2mm-fd16", fused_modconv=False, **overrides):
-    """A Generator for a preset name, a config file, a dict or a Config (fields overridable)."""
+def build_generator(config="2mm-fd16", fused_modconv=False, gradient_checkpointing=False, **overrides):
+    """A Generator for a preset name, a config file, a dict or a Config (fields overridable).
+
+    fused_modconv: one grouped convolution per modulated layer (XLA on the CPU); gradient_checkpointing:
+    recompute each synthesis block's activations in the backward pass (less memory, more compute).
+    """
     from tf3dstylegan.config import load_config
-    return Generator(load_config(config, **overrides), fused_modconv=fused_modconv, name="generator")
+    return Generator(load_config(config, **overrides), fused_modconv=fused_modconv,
+                     gradient_checkpointing=gradient_checkpointing, name="generator")
 
 
-def build_discriminator(config="2mm-fd16", **overrides):
+def build_discriminator(config="2mm-fd16", gradient_checkpointing=False, **overrides):
     """A Discriminator for a preset name, a config file, a dict or a Config (fields overridable)."""
     from tf3dstylegan.config import load_config
-    return Discriminator(load_config(config, **overrides), name="discriminator")
+    return Discriminator(load_config(config, **overrides), gradient_checkpointing=gradient_checkpointing,
+                         name="discriminator")
 
 
-def build_networks(config="2mm-fd16", **overrides):
+def build_networks(config="2mm-fd16", gradient_checkpointing=False, **overrides):
     """(G, D) for a preset name, a config file, a dict or a Config."""
     from tf3dstylegan.config import load_config
     cfg = load_config(config, **overrides)
-    return build_generator(cfg), build_discriminator(cfg)
+    return (build_generator(cfg, gradient_checkpointing=gradient_checkpointing),
+            build_discriminator(cfg, gradient_checkpointing=gradient_checkpointing))

@@ -1,4 +1,6 @@
 """ResNet / orig / skip discriminator (spec §3.8): volumes [B, X, Y, Z, C] -> scores [B, 1]."""
+import functools
+
 import numpy as np
 import keras
 import tensorflow as tf
@@ -13,9 +15,10 @@ class Discriminator(keras.Model):
     """Levels R..3 (FromImage at R, or every level for 'skip'; Conv0, Conv1_down, resnet Skip), then the
     base block: minibatch stddev, Conv, Dense0 and the Output layer (label-projected when conditional)."""
 
-    def __init__(self, config, **kwargs):
+    def __init__(self, config, gradient_checkpointing=False, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg = load_config(config)
+        self.gradient_checkpointing = gradient_checkpointing
         self.img_shape, self.num_channels = cfg.img_shape, cfg.num_channels
         arch, base, res = cfg.d_architecture, cfg.base_size, cfg.resolution_log2
 
@@ -57,7 +60,9 @@ class Discriminator(keras.Model):
         self.output_layer = built(EqualizedDense(max(cfg.label_size, 1), name="output"), (None, cfg.nf(0)))
         self.built = True
 
-    def call(self, volumes, labels=None):
+    def call(self, volumes, labels=None, checkpoint=None):
+        """checkpoint: override gradient_checkpointing for this call (False for R1/R2, which need
+        second-order gradients that tf.recompute_grad does not support)."""
         expected = tuple(self.img_shape) + (self.num_channels,)
         if volumes.shape.rank != 5 or tuple(volumes.shape[1:]) != expected:
             raise ValueError(f"volumes must have shape [batch, {', '.join(map(str, expected))}], "
@@ -70,10 +75,9 @@ class Discriminator(keras.Model):
                 x = t if x is None else x + t
             if r == 2:
                 break
-            block_in = x
-            x = self.conv1s[str(r)](self.conv0s[str(r)](x))
-            if str(r) in self.skips:
-                x = (x + self.skips[str(r)](block_in)) * (1.0 / np.sqrt(2))
+            block = functools.partial(self._block, str(r))
+            use_checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
+            x = tf.recompute_grad(block)(x) if use_checkpoint else block(x)
             if self.config.d_architecture == "skip":
                 img = self.downsample(img)
         if self.mbstd is not None:
@@ -86,5 +90,13 @@ class Discriminator(keras.Model):
             scores = tf.reduce_sum(scores * tf.cast(labels, scores.dtype), axis=1, keepdims=True)
         return tf.cast(scores, tf.float32)
 
+    def _block(self, key, x):
+        """One level: Conv0, Conv1_down (and the resnet skip)."""
+        y = self.conv1s[key](self.conv0s[key](x))
+        if key in self.skips:
+            y = (y + self.skips[key](x)) * (1.0 / np.sqrt(2))
+        return y
+
     def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
+        return {**super().get_config(), "config": self.config.to_dict(),
+                "gradient_checkpointing": self.gradient_checkpointing}

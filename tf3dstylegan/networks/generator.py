@@ -16,13 +16,14 @@ class Generator(keras.Model):
     is the training forward pass (w_avg update, style mixing, random noise).
     """
 
-    def __init__(self, config, fused_modconv=False, **kwargs):
+    def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg = load_config(config)
         self.z_dim, self.w_dim, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
         self.img_shape, self.num_channels = cfg.img_shape, cfg.num_channels
         self.mapping = MappingNetwork(cfg, name="mapping")
-        self.synthesis = SynthesisNetwork(cfg, fused_modconv=fused_modconv, name="synthesis")
+        self.synthesis = SynthesisNetwork(cfg, fused_modconv=fused_modconv,
+                                          gradient_checkpointing=gradient_checkpointing, name="synthesis")
         self.w_avg = self.add_weight(name="w_avg", shape=(cfg.dlatent_size,), initializer="zeros",
                                      trainable=False, aggregation="mean")
         self.built = True
@@ -75,4 +76,5 @@ class Generator(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(),
-                "fused_modconv": self.synthesis.fused_modconv}
+                "fused_modconv": self.synthesis.fused_modconv,
+                "gradient_checkpointing": self.synthesis.gradient_checkpointing}

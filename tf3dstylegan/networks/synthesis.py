@@ -22,10 +22,10 @@ class SynthesisNetwork(keras.Model):
     layer (ToImage) 2R-3 (every level r uses 2r-3 for 'skip'). Noise j belongs to style layer j.
     """
 
-    def __init__(self, config, fused_modconv=False, **kwargs):
+    def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg = load_config(config)
-        self.fused_modconv = fused_modconv
+        self.fused_modconv, self.gradient_checkpointing = fused_modconv, gradient_checkpointing
         self.num_ws, self.w_dim, self.img_shape = cfg.num_ws, cfg.dlatent_size, cfg.img_shape
         arch, base, res = cfg.g_architecture, cfg.base_size, cfg.resolution_log2
         use_noise = not cfg.no_noise
@@ -78,7 +78,9 @@ class SynthesisNetwork(keras.Model):
     def noise_shapes(self):
         return [tuple(v.shape) for v in self.noise_buffers]
 
-    def call(self, ws, noise_mode="const", noise=None):
+    def call(self, ws, noise_mode="const", noise=None, checkpoint=None):
+        """checkpoint: override gradient_checkpointing for this call (False where second-order gradients
+        are needed, e.g. the path-length regulariser: tf.recompute_grad supports first order only)."""
         check_noise_mode(noise_mode)
         check_width(ws, self.w_dim, "ws")
         if ws.shape.rank != 3 or (ws.shape[1] is not None and ws.shape[1] != self.num_ws):
@@ -92,12 +94,7 @@ class SynthesisNetwork(keras.Model):
         img = None
         for r in range(2, self.config.resolution_log2 + 1):
             if r > 2:
-                i0, i1 = 2 * r - 5, 2 * r - 4
-                block_in = x
-                x = self.style_layers[i0](x, ws[:, i0], noise_mode=noise_mode, noise=noise[i0])
-                x = self.style_layers[i1](x, ws[:, i1], noise_mode=noise_mode, noise=noise[i1])
-                if str(r) in self.skips:
-                    x = (x + self.skips[str(r)](block_in)) * (1.0 / np.sqrt(2))
+                x = self._block(r, x, ws, noise_mode, noise[2 * r - 5], noise[2 * r - 4], checkpoint)
                 if img is not None:
                     img = self.upsample(img)
             if str(r) in self.to_images:
@@ -105,5 +102,31 @@ class SynthesisNetwork(keras.Model):
                 img = y if img is None else img + y
         return tf.cast(img, tf.float32)
 
+    def _block(self, r, x, ws, noise_mode, noise0, noise1, checkpoint):
+        """Level r: Conv0_up, Conv1 (and the resnet skip). With gradient checkpointing its activations are
+        recomputed in the backward pass; random noise is then drawn outside so both passes see the same."""
+        i0, i1 = 2 * r - 5, 2 * r - 4
+        checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
+        if checkpoint and noise_mode == "random":
+            shapes = [self.style_layers[i].noise.noise_buffer.shape[1:] for i in (i0, i1)]
+            noise0, noise1 = (n if n is not None else tf.random.normal(tf.concat([tf.shape(x)[:1], s], 0))
+                              for n, s in zip((noise0, noise1), shapes))
+        given = [n for n in (noise0, noise1) if n is not None]
+
+        def block(x, ws, *given_noise):
+            given_noise = list(given_noise)
+            n0 = given_noise.pop(0) if noise0 is not None else None
+            n1 = given_noise.pop(0) if noise1 is not None else None
+            y = self.style_layers[i0](x, ws[:, i0], noise_mode=noise_mode, noise=n0)
+            y = self.style_layers[i1](y, ws[:, i1], noise_mode=noise_mode, noise=n1)
+            if str(r) in self.skips:
+                y = (y + self.skips[str(r)](x)) * (1.0 / np.sqrt(2))
+            return y
+
+        if checkpoint:
+            return tf.recompute_grad(block)(x, ws, *given)
+        return block(x, ws, *given)
+
     def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict(), "fused_modconv": self.fused_modconv}
+        return {**super().get_config(), "config": self.config.to_dict(), "fused_modconv": self.fused_modconv,
+                "gradient_checkpointing": self.gradient_checkpointing}

@@ -1,8 +1,8 @@
 """The original's 3D FIR resampling ops (spec §3.2, §3.3, §9), channels-last and exact.
 
 The 5x5x5 FIR kernel is the outer product of `[1,3,3,3,1]` with itself three times, normalised to sum
-1, so it is applied as three 1-D passes (a shifted-slice sum per axis): exact, and far leaner than
-the original's dense 5x5x5 convolution on channel-folded tensors. Quirks kept for checkpoint
+1, so it is applied as three 1-D depthwise passes: exact, and far leaner than the original's dense
+5x5x5 convolution on channel-folded tensors. Quirks kept for checkpoint
 compatibility: the up-sampling gain is 4 (not 8), the up-sampling convolution reverses its kernel on
 the first two spatial axes only, `upsample3d` repeats samples (nearest) before filtering, and
 `downsample3d` pads (3, 1).
@@ -21,9 +21,10 @@ def fir_taps(kernel=RESAMPLE_KERNEL) -> np.ndarray:
     return taps / taps.sum()
 
 
-def _pad_spatial(x, pad_before, pad_after):
-    # x: [B, X, Y, Z, C] -> [B, X+pb+pa, Y+pb+pa, Z+pb+pa, C]
-    return tf.pad(x, [[0, 0]] + [[pad_before, pad_after]] * 3 + [[0, 0]])
+def _dims(x):
+    """Static sizes where known, dynamic otherwise: [B, X, Y, Z, C]."""
+    dynamic = tf.shape(x)
+    return [x.shape[i] if x.shape[i] is not None else dynamic[i] for i in range(5)]
 
 
 def _slice_axis(x, axis, start, length):
@@ -34,14 +35,26 @@ def _slice_axis(x, axis, start, length):
     return tf.slice(x, begin, size)
 
 
-def _fir_along_axis(x, taps, axis):
-    """VALID correlation with 1-D taps along one axis: length n -> n - len(taps) + 1."""
-    n_out = tf.shape(x)[axis] - len(taps) + 1
-    out = None
-    for offset, tap in enumerate(taps):
-        term = _slice_axis(x, axis, offset, n_out) * tf.cast(tap, x.dtype)
-        out = term if out is None else out + term
-    return out
+def _fir_along_axis(x, taps, axis, pad):
+    """Zero-pad by `pad` and VALID-filter with 1-D taps along one spatial axis.
+
+    x: [B, X, Y, Z, C] -> the same with that axis n + pad[0] + pad[1] - len(taps) + 1. Runs as a
+    depthwise 2-D convolution on a free reshape ([B, X, Y, Z*C] or [B, X*Y, Z, C]): no transposes,
+    no per-tap temporaries.
+    """
+    b, sx, sy, sz, c = _dims(x)
+    if axis == 3:
+        x2, window, channels = tf.reshape(x, [b, sx * sy, sz, c]), (1, len(taps)), c
+    else:
+        x2, channels = tf.reshape(x, [b, sx, sy, sz * c]), sz * c
+        window = (len(taps), 1) if axis == 1 else (1, len(taps))
+    pads = [[0, 0], [0, 0], [0, 0], [0, 0]]
+    pads[1 if axis == 1 else 2] = list(pad)
+    kernel = tf.tile(tf.reshape(tf.constant(taps, x.dtype), window + (1, 1)), [1, 1, channels, 1])
+    y = tf.nn.depthwise_conv2d(x2, kernel, strides=[1, 1, 1, 1], padding=pads)
+    out = [b, sx, sy, sz, c]
+    out[axis] = -1
+    return tf.reshape(y, out)
 
 
 def fir3d(x, pad=(0, 0), gain=1.0, kernel=RESAMPLE_KERNEL):
@@ -50,10 +63,9 @@ def fir3d(x, pad=(0, 0), gain=1.0, kernel=RESAMPLE_KERNEL):
     x: [B, X, Y, Z, C] -> [B, X', Y', Z', C] with X' = X + pad[0] + pad[1] - len(kernel) + 1.
     """
     taps = fir_taps(kernel)
-    x = _pad_spatial(x, *pad)
     for axis in SPATIAL_AXES:
-        x = _fir_along_axis(x, taps, axis)
-    return x * tf.cast(gain, x.dtype) if gain != 1 else x
+        x = _fir_along_axis(x, taps * gain if axis == SPATIAL_AXES[0] else taps, axis, pad)
+    return x
 
 
 def zero_insert(x):
