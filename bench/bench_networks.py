@@ -75,9 +75,9 @@ def measure(preset, what):
             with tf.GradientTape() as tape:
                 g_loss = tf.reduce_mean(tf.nn.softplus(-D(G(z, training=True))))
             g_opt.apply_gradients(zip(tape.gradient(g_loss, G.trainable_weights), G.trainable_weights))
+            fakes = G(z, training=True)  # outside the tape: D's step needs no G activations
             with tf.GradientTape() as tape:
-                d_loss = tf.reduce_mean(tf.nn.softplus(D(G(z, training=True)))) + \
-                    tf.reduce_mean(tf.nn.softplus(-D(reals)))
+                d_loss = tf.reduce_mean(tf.nn.softplus(D(fakes))) + tf.reduce_mean(tf.nn.softplus(-D(reals)))
             d_opt.apply_gradients(zip(tape.gradient(d_loss, D.trainable_weights), D.trainable_weights))
             return g_loss + d_loss
         fn = tf.function(step, jit_compile=FLAGS.jit)

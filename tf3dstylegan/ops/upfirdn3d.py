@@ -61,11 +61,23 @@ def fir3d(x, pad=(0, 0), gain=1.0, kernel=RESAMPLE_KERNEL):
     """Zero-pad every spatial axis by `pad`, then VALID-filter with the separable 3-D FIR kernel * gain.
 
     x: [B, X, Y, Z, C] -> [B, X', Y', Z', C] with X' = X + pad[0] + pad[1] - len(kernel) + 1.
+    The filter is linear, so its gradient is its adjoint (the reversed kernel with complementary pads):
+    nothing is kept for the backward pass, and higher-order gradients work the same way.
     """
     taps = fir_taps(kernel)
-    for axis in SPATIAL_AXES:
-        x = _fir_along_axis(x, taps * gain if axis == SPATIAL_AXES[0] else taps, axis, pad)
-    return x
+    num_taps = len(taps)
+
+    @tf.custom_gradient
+    def filtered(x):
+        y = x
+        for axis in SPATIAL_AXES:
+            y = _fir_along_axis(y, taps * gain if axis == SPATIAL_AXES[0] else taps, axis, pad)
+
+        def adjoint(dy):
+            return fir3d(dy, pad=(num_taps - 1 - pad[0], num_taps - 1 - pad[1]), gain=gain, kernel=kernel[::-1])
+        return y, adjoint
+
+    return filtered(x)
 
 
 def zero_insert(x):
