@@ -59,6 +59,12 @@ class CheckpointStore:
                 shutil.rmtree(old, ignore_errors=True)
 
 
+def variables_node(variables):
+    """A checkpoint node holding variables by position (Keras 3 models and optimizers keep their layers and
+    slots in plain lists that tf.train.Checkpoint does not follow, so they are listed explicitly)."""
+    return tf.train.Checkpoint(**{f"v{i:05d}": v for i, v in enumerate(variables)})
+
+
 def complete_checkpoints(directory):
     """Checkpoint folders that finished writing (renamed from .tmp), in any order."""
     directory = Path(directory)

@@ -43,5 +43,11 @@ def is_chief(strategy) -> bool:
 
 
 def describe(strategy) -> str:
-    """e.g. 'MirroredStrategy, 2 replicas'."""
-    return f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
+    """e.g. 'MirroredStrategy, 2 replica(s)'."""
+    name = "default strategy"
+    for kind, kind_name in ((tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+                            (tf.distribute.MirroredStrategy, "MirroredStrategy")):
+        if isinstance(strategy, kind):
+            name = kind_name
+            break
+    return f"{name}, {strategy.num_replicas_in_sync} replica(s)"

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tf3dstylegan.config import Config, load_config
 from tf3dstylegan.training import distribute, preview, stats
-from tf3dstylegan.training.checkpoint import CheckpointStore, checkpoint_step, latest_checkpoint
+from tf3dstylegan.training.checkpoint import CheckpointStore, latest_checkpoint, variables_node
 from tf3dstylegan.training.step import TrainStep, make_optimizer
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -36,6 +36,8 @@ def train(config, data=None, outdir="runs", *, kimg=None, batch=None, strategy="
     resume: "auto" (latest run of this config in outdir), None/"none", a run folder, or a network file
     (.pkl/.keras) that initialises G, D and G_ema. snap: ticks between .keras/preview snapshots.
     metrics: None or a function G_ema -> {name: float}, evaluated at each snapshot.
+    A tick (progress line, stats, checkpoint) comes after the first step, then every cfg.tick_kimg or every
+    tenth of the run if that is shorter, and at the end.
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     if precision not in PRECISIONS:
@@ -51,22 +53,27 @@ def train(config, data=None, outdir="runs", *, kimg=None, batch=None, strategy="
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
-        state = _build_state(cfg, strategy, batch, seed, precision, jit)
+        state = build_state(cfg, strategy, batch, seed, precision, jit)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     store = CheckpointStore(run_dir / "checkpoints", keep=keep_checkpoints, **state.trackables())
     if resume_from is not None and resume_from.is_dir():
-        store.restore(resume_from)
+        try:
+            store.restore(resume_from)
+        except (AssertionError, ValueError, tf.errors.OpError) as err:
+            problem = str(err).strip().splitlines()[0]
+            raise ValueError(f"{resume_from}: does not fit config {cfg.name!r} and batch {batch} ({problem}); "
+                             f"start a new run with resume='none'") from None
         log(f"resuming from step {int(state.step.numpy())} ({resume_from})")
     elif resume_from is not None:
-        _load_weights(resume_from, state)
+        load_weights(resume_from, state, log)
         log(f"initialised G, D and G_ema from {resume_from}")
+    start_step = int(state.step.numpy())
+    dataset = strategy.distribute_datasets_from_function(lambda ctx: data_fn(ctx, start_step))
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_options(run_dir, cfg, data, total_nimg, batch, strategy, precision, jit, seed, snap, resume_from)
         log(f"run folder {run_dir} ({distribute.describe(strategy)}, batch {batch}, {precision})")
-    start_step = int(state.step.numpy())
-    dataset = strategy.distribute_datasets_from_function(lambda ctx: data_fn(ctx, start_step))
     _loop(state, iter(dataset), store, run_dir, chief, total_nimg, snap, metrics, log)
     return run_dir
 
@@ -138,11 +145,11 @@ class _State:
         self.__dict__.update(items)
 
     def trackables(self):
-        return dict(G=self.G, D=self.D, G_ema=self.G_ema, g_opt=self.g_opt, d_opt=self.d_opt, step=self.step,
-                    nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean, rng=self.rng)
+        nodes = {name: variables_node(getattr(self, name).variables) for name in ("G", "D", "G_ema", "g_opt", "d_opt")}
+        return dict(nodes, step=self.step, nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean, rng=self.rng)
 
 
-def _build_state(cfg, strategy, batch, seed, precision, jit):
+def build_state(cfg, strategy, batch, seed, precision, jit):
     from tf3dstylegan.networks import build_discriminator, build_generator
     rng = tf.random.Generator.from_seed(seed)  # outside the scope: identical on every worker
     keras.utils.set_random_seed(seed)
@@ -168,18 +175,37 @@ def _build_state(cfg, strategy, batch, seed, precision, jit):
                   train_step=train_step)
 
 
-def _load_weights(path, state):
+def load_weights(path, state, log=print):
     """Copy G, D and G_ema from a network file (legacy .pkl or .keras) into the new networks."""
     from tf3dstylegan import load_network
     loaded = load_network(path)
     for name in ("G", "D", "G_ema"):
         source, target = getattr(loaded, name), getattr(state, name)
         if source is None:
-            raise ValueError(f"{path}: holds no {name}")
-        if [v.shape for v in source.variables] != [v.shape for v in target.variables]:
+            log(f"{path} holds no {name}: {name} starts from random weights")
+            continue
+        if [tuple(v.shape) for v in source.variables] != [tuple(v.shape) for v in target.variables]:
             raise ValueError(f"{path}: {name} does not match config {state.cfg.name!r} (different variable shapes)")
         for dst, src in zip(target.variables, source.variables):
             dst.assign(src)
+
+
+def load_run_networks(run_dir):
+    """LoadedNetworks (G, D, G_ema, config) from the latest checkpoint of a training run folder."""
+    from tf3dstylegan.legacy import LoadedNetworks
+    from tf3dstylegan.networks import build_discriminator, build_generator
+    run_dir = Path(run_dir)
+    options = run_dir / "training_options.json"
+    if not options.is_file():
+        raise ValueError(f"{run_dir}: not a training run folder (no training_options.json)")
+    cfg = load_config(json.loads(options.read_text())["config"])
+    found = latest_checkpoint(run_dir / "checkpoints")
+    if found is None:
+        raise ValueError(f"{run_dir}: no complete checkpoint in this run folder")
+    G, D, G_ema = build_generator(cfg), build_discriminator(cfg), build_generator(cfg)
+    nodes = {name: variables_node(model.variables) for name, model in (("G", G), ("D", D), ("G_ema", G_ema))}
+    CheckpointStore(run_dir / "checkpoints", **nodes).restore(found)
+    return LoadedNetworks(G=G, D=D, G_ema=G_ema, config=cfg, source=str(found))
 
 
 def _write_options(run_dir, cfg, data, total_nimg, batch, strategy, precision, jit, seed, snap, resume_from):
@@ -194,6 +220,7 @@ def _write_options(run_dir, cfg, data, total_nimg, batch, strategy, precision, j
 
 def _loop(state, iterator, store, run_dir, chief, total_nimg, snap, metrics, log):
     cfg, batch = state.cfg, state.batch
+    tick_nimg = min(cfg.tick_kimg * 1000, total_nimg / 10)  # short runs still report (and save) ten times
     writer = stats.StatsWriter(run_dir) if chief else None
     grid_z = np.random.RandomState(state.seed).randn(PREVIEW_GRID[0] * PREVIEW_GRID[1], state.G.z_dim)
     tick_stats, tick, done = stats.TickStats(), 0, int(state.nimg.numpy()) >= total_nimg
@@ -213,7 +240,7 @@ def _loop(state, iterator, store, run_dir, chief, total_nimg, snap, metrics, log
         state.nimg.assign_add(batch)
         nimg = int(state.nimg.numpy())
         done = nimg >= total_nimg
-        if not (tick == 0 or done or nimg >= tick_start_nimg + cfg.tick_kimg * 1000):
+        if not (tick == 0 or done or nimg >= tick_start_nimg + tick_nimg):
             continue
         now = time.time()
         state.seconds.assign(seconds_at_start + now - start_time)

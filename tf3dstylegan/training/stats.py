@@ -6,6 +6,11 @@ import time
 from collections import defaultdict
 
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+# What tf.summary.scalar writes (TensorBoard's scalar plugin), without needing the tensorboard package.
+SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
 
 
 class TickStats:
@@ -70,5 +75,6 @@ class StatsWriter:
         with self.tensorboard.as_default():
             for key, value in record.items():
                 if key not in ("tick", "step", "nimg", "timestamp") and isinstance(value, (int, float)):
-                    tf.summary.scalar(key, value, step=record["nimg"])
+                    tf.summary.write(key, tf.constant(value, tf.float32), step=record["nimg"],
+                                     metadata=SCALAR_METADATA)
         self.tensorboard.flush()

@@ -1,9 +1,10 @@
 """One training iteration (G step, lazy G reg, D step, lazy D reg, G_ema update) under tf.distribute.
 
-All random draws of a step come from one tf.random.Generator in the cross-replica context: latents are drawn
-for the global batch and each replica takes its slice, noise maps come from stateless ops seeded per step and
-replica. So a step is reproducible from the generator state (checkpointed) and, without noise and style
-mixing, independent of how the batch is split over replicas.
+All random draws of a step come from one tf.random.Generator (checkpointed) in the cross-replica context:
+latents and path-length probe directions are drawn for the global batch and each replica takes its slice;
+noise maps and style mixing use stateless ops seeded from it per phase and replica. So a step is
+reproducible after a resume and, without noise maps and style mixing, independent of how the batch is split
+over replicas. Losses are averaged over the global batch, so summing gradients over replicas gives its mean.
 """
 import tensorflow as tf
 import keras
@@ -39,10 +40,15 @@ class TrainStep:
         self.G, self.D, self.G_ema, self.g_opt, self.d_opt = G, D, G_ema, g_opt, d_opt
         self.rng, self.pl_mean, self.jit = rng, pl_mean, jit
         self.batch, self.local_batch = global_batch, global_batch // replicas
+        group = min(cfg.mbstd_group_size, self.local_batch)
+        if group > 1 and self.local_batch % group:
+            raise ValueError(f"per-replica batch {self.local_batch} is not divisible by the minibatch-stddev "
+                             f"group size {group}")
         self.pl_local = max(1, self.local_batch // cfg.pl_batch_shrink)
         self.pl_batch = self.pl_local * replicas
         self.beta = ema_beta(global_batch, cfg.ema_kimg)
         self.has_d_reg = cfg.d_loss != "logistic"
+        self.g_combined = cfg.g_reg_interval is None and cfg.pl_weight > 0  # PL term in every G step
         self._functions = {}
 
     def phases(self, step):
@@ -57,24 +63,37 @@ class TrainStep:
         key = self.phases(step)
         if key not in self._functions:
             self._functions[key] = tf.function(lambda r: self._step(r, *key), jit_compile=self.jit)
-        return self._functions[key](reals)
+        per_replica = self._functions[key](reals)
+        # Summed outside the step function: a collective issued inside it could pair up with another
+        # replica's gradient all-reduce.
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
     # --- cross-replica ---
     def _step(self, reals, g_reg, d_reg):
         z_dim, B, rng = self.G.z_dim, self.batch, self.rng
-        stats = self._run(self._g_main, rng.normal([B, z_dim]), rng.normal([self.pl_batch, z_dim]), rng.make_seeds(1))
+        pl_inputs = (rng.normal([self.pl_batch, z_dim]), self._pl_probe()) if self.g_combined else ()
+        stats = self._run(self._g_main, rng.normal([B, z_dim]), rng.make_seeds(1), *pl_inputs)
         if g_reg:
-            stats.update(self._run(self._g_reg, rng.normal([self.pl_batch, z_dim]), rng.make_seeds(1)))
+            stats.update(self._run(self._g_reg, rng.normal([self.pl_batch, z_dim]), self._pl_probe(),
+                                   rng.make_seeds(1)))
         stats.update(self._run(self._d_main, reals, rng.normal([B, z_dim]), rng.make_seeds(1)))
         if d_reg:
             stats.update(self._run(self._d_reg, reals, rng.normal([B, z_dim]), rng.make_seeds(1)))
         self._update_ema()
-        stats["pl_mean"] = tf.identity(self.pl_mean)
+        stats.update(self.strategy.run(self._pl_mean_share))
         return stats
 
+    def _pl_probe(self):
+        """Image-space directions y of the path-length probe for the global PL batch: [pl_batch, X, Y, Z, C]."""
+        shape = [self.pl_batch, *self.G.img_shape, self.G.num_channels]
+        return losses.path_length_noise(shape, self.rng.make_seeds(1)[:, 0])
+
     def _run(self, fn, *args):
-        per_replica = self.strategy.run(fn, args=args)
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+        return self.strategy.run(fn, args=args)
+
+    def _pl_mean_share(self):
+        """pl_mean / replicas, so that the sum over replicas reports pl_mean."""
+        return {"pl_mean": self.pl_mean / self.strategy.num_replicas_in_sync}
 
     def _update_ema(self):
         for ema, var in zip(self.G_ema.trainable_variables, self.G.trainable_variables):
@@ -99,13 +118,14 @@ class TrainStep:
     def _apply(self, opt, loss, variables, tape):
         scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
         grads = tape.gradient(scaled, variables)
+        # Variables a regulariser does not depend on (e.g. the output bias) get a zero gradient.
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
         opt.apply_gradients(zip(grads, variables))
 
     def _average(self, per_example, global_size):
         return tf.nn.compute_average_loss(per_example, global_batch_size=global_size)
 
-    def _g_main(self, z, pl_z, seed):
-        combined = self.cfg.g_reg_interval is None and self.cfg.pl_weight > 0
+    def _g_main(self, z, seed, pl_z=None, pl_probe=None):
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
             rand = StatelessRandom(seed)
@@ -113,32 +133,38 @@ class TrainStep:
             loss = self._average(losses.g_nonsaturating(self.D(fake, training=True)), self.batch)
             stats = {"loss/G": loss}
             total = loss
-            if combined:
-                stats.update(self._path_length_reg(self._slice(pl_z, self.pl_local), rand, scale=1.0))
+            if self.g_combined:
+                pl_z, pl_probe = self._slice(pl_z, self.pl_local), self._slice(pl_probe, self.pl_local)
+                stats.update(self._path_length_reg(pl_z, pl_probe, rand, 1.0, tape))
                 total = total + stats["loss/G_reg"]
         self._apply(self.g_opt, total, variables, tape)
         return stats
 
-    def _g_reg(self, z, seed):
+    def _g_reg(self, z, pl_probe, seed):
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
-            stats = self._path_length_reg(self._slice(z, self.pl_local), StatelessRandom(seed),
-                                          scale=float(self.cfg.g_reg_interval))
+            stats = self._path_length_reg(self._slice(z, self.pl_local), self._slice(pl_probe, self.pl_local),
+                                          StatelessRandom(seed), float(self.cfg.g_reg_interval), tape)
         self._apply(self.g_opt, stats["loss/G_reg"], variables, tape)
         return stats
 
-    def _path_length_reg(self, z, rand, scale):
-        """Path-length penalty (recorded on the caller's tape); updates pl_mean with the global mean length."""
+    def _path_length_reg(self, z, probe_direction, rand, scale, tape):
+        """Path-length penalty (recorded on `tape`); updates pl_mean with the mean length over all replicas."""
         with tf.GradientTape() as inner:
             ws, fake = self._generate(z, rand)
             inner.watch(ws)
             fake = tf.cast(fake, tf.float32)
-            probe = tf.reduce_sum(fake * losses.path_length_noise(tf.shape(fake), rand.next_seed()))
+            probe = tf.reduce_sum(fake * probe_direction)
         lengths = losses.path_lengths(inner.gradient(probe, ws))
-        ctx = tf.distribute.get_replica_context()
-        mean_length = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.stop_gradient(lengths)))
-        new_mean = losses.updated_pl_mean(self.pl_mean, mean_length / self.pl_batch, self.cfg.pl_decay)
-        self.pl_mean.assign(new_mean)
+        with tape.stop_recording():
+            ctx = tf.distribute.get_replica_context()
+            # merge_call: every replica reaches this point before the sum (an all_reduce issued here could
+            # pair up with another collective of another replica).
+            total = ctx.merge_call(lambda strategy, value: strategy.reduce("SUM", value, axis=None),
+                                   args=(tf.reduce_sum(lengths),))
+            mean_length = total / self.pl_batch
+            new_mean = losses.updated_pl_mean(self.pl_mean, mean_length, self.cfg.pl_decay)
+            self.pl_mean.assign(new_mean)
         penalty = losses.path_length_penalty(lengths, new_mean, self.cfg.pl_weight)
         return {"loss/G_reg": self._average(penalty * scale, self.pl_batch),
                 "pl_length": self._average(tf.stop_gradient(lengths), self.pl_batch)}
@@ -163,6 +189,8 @@ class TrainStep:
                 inner.watch([reals, fake])
                 real_logits = self.D(reals, training=True) if (main or (reg and r1)) else None
                 fake_logits = self.D(fake, training=True) if (main or (reg and not r1)) else None
+                probed = real_logits if r1 else fake_logits
+                probe = tf.reduce_sum(tf.cast(probed, tf.float32)) if reg else None
             total = 0.0
             if main:
                 stats["loss/D"] = self._average(losses.d_logistic(real_logits, fake_logits), self.batch)
@@ -170,8 +198,7 @@ class TrainStep:
                 stats["D/fake"] = self._average(tf.reshape(tf.cast(fake_logits, tf.float32), [-1]), self.batch)
                 total = stats["loss/D"]
             if reg:
-                x, logits = (reals, real_logits) if r1 else (fake, fake_logits)
-                grads = inner.gradient(tf.reduce_sum(tf.cast(logits, tf.float32)), x)
+                grads = inner.gradient(probe, reals if r1 else fake)
                 penalty = losses.gradient_penalty(grads, self.cfg.d_gamma)
                 stats["loss/D_reg"] = self._average(penalty * scale, self.batch)
                 total = total + stats["loss/D_reg"]

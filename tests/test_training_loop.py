@@ -1,0 +1,187 @@
+"""The training loop on tiny presets: outputs, resume, resume equivalence after kill -9, non-finite stop."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf3dstylegan import load_config
+from tf3dstylegan.training import NonFiniteLossError, load_run_networks, resolve_run, train
+from tf3dstylegan.training.checkpoint import checkpoint_step, latest_checkpoint
+from tf3dstylegan.training.preview import read_png
+
+REPO = Path(__file__).resolve().parent.parent
+# The issue's tiny preset: base [5, 6, 7] at 20x24x28, fmaps 8.
+SMALL = dict(base_size=[5, 6, 7], resolution_log2=4, fmap_min=8, fmap_max=8, latent_size=8, dlatent_size=8,
+             mapping_fmaps=8, mapping_layers=2, batch_size=4, g_reg_interval=2, d_loss="logistic_r1",
+             d_reg_interval=2, tick_kimg=0.008)
+TINY = dict(SMALL, base_size=[2, 2, 3], resolution_log2=3, fmap_min=4, fmap_max=4, tick_kimg=0.004)
+
+
+def volumes_for(cfg, count=16, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (count, *cfg.img_shape, 1)).astype(np.float32)
+
+
+def in_memory_data(volumes, batch, nan_from_step=None):
+    """data(input_context, start_step): batches in a fixed order that continue where a resumed run stopped."""
+    def make(ctx, start_step):
+        ds = tf.data.Dataset.from_tensor_slices(volumes).repeat().batch(ctx.get_per_replica_batch_size(batch))
+        if nan_from_step is not None:
+            ds = ds.enumerate().map(lambda i, v: tf.where(i >= nan_from_step, np.nan, v))
+        return ds.skip(start_step)
+    return make
+
+
+@pytest.mark.slow
+def test_small_preset_trains_and_writes_every_output(tmp_path):
+    cfg = load_config("2mm-fd16", **SMALL)
+    lines = []
+    run = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path, kimg=0.08, seed=1, snap=4, log=lines.append)
+    assert run == tmp_path / "00000-2mm-fd16"
+    options = json.loads((run / "training_options.json").read_text())
+    assert options["config"]["base_size"] == [5, 6, 7] and options["batch"] == 4 and options["kimg"] == 0.08
+    assert checkpoint_step(latest_checkpoint(run / "checkpoints")) == 20
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["nimg"] for r in records] == [4, *range(12, 80, 8), 80]  # first step, every 8 volumes, the end
+    for key in ("loss/G", "loss/D", "loss/G_reg", "loss/D_reg", "pl_mean", "sec_per_kimg", "volumes_per_sec",
+                "memory_mb", "eta"):
+        assert all(np.isfinite(r[key]) for r in records if key in r) and any(key in r for r in records), key
+    progress = [line for line in lines if line.startswith("tick ")]
+    assert len(progress) == len(records)
+    assert all("sec/kimg" in line and "eta" in line and "kimg" in line for line in progress)
+    assert list(run.glob("events.out.tfevents.*"))
+    png = read_png(run / "fakes000000.png")
+    assert png.ndim == 2 and png.shape[0] >= 2 * 28 and png.std() > 0  # 2 rows of tiles, Z up to 28
+    loaded = load_run_networks(run)
+    import keras
+    exported = keras.models.load_model(run / "network-snapshot-000000.keras", compile=False)
+    z = tf.constant(np.random.default_rng(0).normal(size=(2, 8)), tf.float32)
+    np.testing.assert_allclose(exported(z).numpy(), loaded.G_ema(z).numpy(), atol=1e-5)
+    assert not list(run.rglob("*.tmp")) and not list(run.rglob("*.tmp.keras"))
+
+    lines.clear()  # rerunning continues the same run
+    again = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path, kimg=0.088, seed=1, log=lines.append)
+    assert again == run
+    assert lines[0].startswith("resuming from step 20")
+    assert checkpoint_step(latest_checkpoint(run / "checkpoints")) == 22
+    assert len(list((run / "checkpoints").glob("ckpt-*"))) == 3  # the last few are kept
+
+
+def test_resolve_run_numbers_folders_and_finds_the_latest(tmp_path):
+    assert resolve_run(tmp_path, "2mm-fd16", "auto") == (tmp_path / "00000-2mm-fd16", None)
+    (tmp_path / "00000-2mm-fd16" / "checkpoints" / "ckpt-000000004").mkdir(parents=True)
+    (tmp_path / "00000-2mm-fd16" / "checkpoints" / "ckpt-000000004" / "ckpt.index").write_text("")
+    (tmp_path / "00001-1mm-fd16").mkdir()
+    (tmp_path / "00002-2mm-fd16").mkdir()  # newest, but never checkpointed
+    run, found = resolve_run(tmp_path, "2mm-fd16", "auto")
+    assert run == tmp_path / "00000-2mm-fd16" and found.name == "ckpt-000000004"
+    assert resolve_run(tmp_path, "2mm-fd16", None) == (tmp_path / "00003-2mm-fd16", None)
+    assert resolve_run(tmp_path, "1mm-fd16", "auto") == (tmp_path / "00003-1mm-fd16", None)
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        resolve_run(tmp_path, "2mm-fd16", str(tmp_path / "00002-2mm-fd16"))
+    with pytest.raises(ValueError, match="no such run folder or network file"):
+        resolve_run(tmp_path, "2mm-fd16", str(tmp_path / "missing.pkl"))
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = load_config("2mm-fd16", **TINY)
+    with pytest.raises(NonFiniteLossError, match="non-finite.*step 2"):
+        train(cfg, in_memory_data(volumes_for(cfg), 4, nan_from_step=2), tmp_path, kimg=0.04, log=lambda _: None)
+    found = latest_checkpoint(tmp_path / "00000-2mm-fd16" / "checkpoints")
+    assert checkpoint_step(found) == 2
+    loaded = load_run_networks(tmp_path / "00000-2mm-fd16")
+    assert all(np.isfinite(v.numpy()).all() for v in loaded.G.variables + loaded.D.variables)
+
+
+RESUME = """
+import json, os, signal, sys
+import numpy as np
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+from test_training_loop import TINY, in_memory_data, volumes_for
+from tf3dstylegan import load_config
+from tf3dstylegan.training import train
+cfg = load_config("2mm-fd16", **dict(TINY, style_mixing_prob=0.9, no_noise=False))
+kill_after = int(sys.argv[2])
+
+def log(line):
+    if kill_after and line.startswith(f"tick {kill_after - 1} "):  # the checkpoint of step kill_after is written
+        os.kill(os.getpid(), signal.SIGKILL)
+
+train(cfg, in_memory_data(volumes_for(cfg), 4), sys.argv[1], kimg=0.016, seed=5, log=log)
+"""
+
+
+@pytest.mark.slow
+def test_four_steps_equal_two_steps_killed_then_two_resumed(tmp_path):
+    def run(outdir, kill_after):
+        return subprocess.run([sys.executable, "-c", RESUME, str(outdir), str(kill_after)], cwd=REPO,
+                              capture_output=True, text=True, timeout=300)
+    straight = run(tmp_path / "straight", 0)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = run(tmp_path / "resumed", 2)
+    assert killed.returncode == -9
+    assert checkpoint_step(latest_checkpoint(tmp_path / "resumed" / "00000-2mm-fd16" / "checkpoints")) == 2
+    resumed = run(tmp_path / "resumed", 0)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_run_networks(tmp_path / "straight" / "00000-2mm-fd16")
+    b = load_run_networks(tmp_path / "resumed" / "00000-2mm-fd16")
+    assert checkpoint_step(a.source.rsplit("/", 1)[1]) == checkpoint_step(b.source.rsplit("/", 1)[1]) == 4
+    for name in ("G", "D", "G_ema"):
+        for va, vb in zip(getattr(a, name).variables, getattr(b, name).variables):
+            np.testing.assert_allclose(vb.numpy(), va.numpy(), rtol=1e-5, atol=1e-7, err_msg=f"{name} {va.name}")
+    stats_a = [json.loads(line) for line in (tmp_path / "straight/00000-2mm-fd16/stats.jsonl").read_text().splitlines()]
+    stats_b = [json.loads(line) for line in (tmp_path / "resumed/00000-2mm-fd16/stats.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(stats_b[-1]["pl_mean"], stats_a[-1]["pl_mean"], rtol=1e-5)
+    np.testing.assert_allclose(stats_b[-1]["loss/D"], stats_a[-1]["loss/D"], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_from_a_keras_snapshot_initialises_the_generators(tmp_path):
+    cfg = load_config("2mm-fd16", **TINY)
+    first = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path / "a", kimg=0.004, log=lambda _: None)
+    snapshot = first / "network-snapshot-000000.keras"
+    lines = []
+    second = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path / "b", kimg=0.0, resume=str(snapshot),
+                   log=lines.append)
+    assert any("holds no D" in line for line in lines) and any("initialised" in line for line in lines)
+    assert json.loads((second / "training_options.json").read_text())["resume"] == str(snapshot)
+    wider = cfg.replace(fmap_min=8, fmap_max=8)  # same name, other shapes: auto-resume must refuse clearly
+    with pytest.raises(ValueError, match="does not fit config '2mm-fd16'.*resume='none'"):
+        train(wider, in_memory_data(volumes_for(wider), 4), tmp_path / "a", kimg=0.008, log=lambda _: None)
+
+
+MIXED = """
+import json, os, sys
+import numpy as np
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+from test_training_loop import TINY, in_memory_data, volumes_for
+from tf3dstylegan import load_config
+from tf3dstylegan.training import train
+cfg = load_config("2mm-fd16", **TINY)
+train(cfg, in_memory_data(volumes_for(cfg), 4), sys.argv[1], kimg=0.008, precision="mixed_float16", log=print)
+"""
+
+
+@pytest.mark.slow
+def test_mixed_float16_trains_with_float32_master_weights(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", MIXED, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "00000-2mm-fd16"
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss/G"]) and np.isfinite(r["loss/D"]) for r in records)
+    assert json.loads((run / "training_options.json").read_text())["precision"] == "mixed_float16"
+    found = latest_checkpoint(run / "checkpoints")
+    dtypes = {tf.train.load_variable(str(found / "ckpt"), name).dtype
+              for name, _ in tf.train.list_variables(str(found / "ckpt")) if name.startswith("G/")}
+    assert dtypes == {np.dtype("float32")}
+    scalars = [tf.train.load_variable(str(found / "ckpt"), name) for name, shape in
+               tf.train.list_variables(str(found / "ckpt")) if name.startswith("g_opt/") and shape == []]
+    scales = [v for v in scalars if v.dtype.kind == "f" and v >= 1 and np.log2(v) == np.round(np.log2(v))]
+    assert scales, "no loss scale (a power of two) among the G optimizer's scalars"
