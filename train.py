@@ -28,6 +28,7 @@ flags.DEFINE_integer("snap", 1, "Ticks between G_ema .keras snapshots and previe
 flags.DEFINE_list("metrics", [], "Metrics at each snapshot, e.g. fid_slices,bmmd2,msssim,fid3d.")
 flags.DEFINE_integer("metrics_num", 100, "Volumes per metric evaluation.")
 flags.DEFINE_integer("keep", 3, "Checkpoints to keep.")
+flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass (less memory).")
 flags.DEFINE_multi_string("override", [], "key=value for any config field, e.g. --override tick_kimg=1 (repeatable).")
 
 
@@ -52,7 +53,7 @@ def main(argv):
         resume = None if FLAGS.resume == "none" else FLAGS.resume
         train(cfg, data, FLAGS.outdir, kimg=FLAGS.kimg, batch=batch, strategy=FLAGS.strategy, gpus=FLAGS.gpus,
               resume=resume, precision=FLAGS.precision, jit=FLAGS.jit, seed=FLAGS.seed, snap=FLAGS.snap,
-              metrics=metrics, keep_checkpoints=FLAGS.keep)
+              metrics=metrics, keep_checkpoints=FLAGS.keep, gradient_checkpointing=FLAGS.gradient_checkpointing)
     except (ValueError, OSError, NonFiniteLossError) as err:
         sys.exit(f"train.py: {err}")
 

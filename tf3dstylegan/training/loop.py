@@ -26,7 +26,7 @@ class NonFiniteLossError(RuntimeError):
 
 def train(config, data=None, outdir="runs", *, kimg=None, batch=None, strategy="auto", gpus=None,
           resume="auto", precision="float32", jit=False, seed=0, snap=1, metrics=None, keep_checkpoints=3,
-          log=print):
+          gradient_checkpointing=False, log=print):
     """Train G and D; returns the run folder.
 
     config: a Config or preset name. data: a TFRecords folder, None for the demo dataset, or a function
@@ -36,6 +36,7 @@ def train(config, data=None, outdir="runs", *, kimg=None, batch=None, strategy="
     resume: "auto" (latest run of this config in outdir), None/"none", a run folder, or a network file
     (.pkl/.keras) that initialises G, D and G_ema. snap: ticks between .keras/preview snapshots.
     metrics: None or a function G_ema -> {name: float}, evaluated at each snapshot.
+    gradient_checkpointing: recompute G and D block activations in the backward pass (less memory).
     A tick (progress line, stats, checkpoint) comes after the first step, then every cfg.tick_kimg or every
     tenth of the run if that is shorter, and at the end.
     """
@@ -53,7 +54,7 @@ def train(config, data=None, outdir="runs", *, kimg=None, batch=None, strategy="
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(precision)
     try:
-        state = build_state(cfg, strategy, batch, seed, precision, jit)
+        state = build_state(cfg, strategy, batch, seed, precision, jit, gradient_checkpointing)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     store = CheckpointStore(run_dir / "checkpoints", keep=keep_checkpoints, **state.trackables())
@@ -149,12 +150,14 @@ class _State:
         return dict(nodes, step=self.step, nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean, rng=self.rng)
 
 
-def build_state(cfg, strategy, batch, seed, precision, jit):
+def build_state(cfg, strategy, batch, seed, precision, jit, gradient_checkpointing=False):
     from tf3dstylegan.networks import build_discriminator, build_generator
     rng = tf.random.Generator.from_seed(seed)  # outside the scope: identical on every worker
     keras.utils.set_random_seed(seed)
     with strategy.scope():
-        G, D, G_ema = build_generator(cfg), build_discriminator(cfg), build_generator(cfg)
+        G = build_generator(cfg, gradient_checkpointing=gradient_checkpointing)
+        D = build_discriminator(cfg, gradient_checkpointing=gradient_checkpointing)
+        G_ema = build_generator(cfg)
         for ema, var in zip(G_ema.variables, G.variables):
             ema.assign(var)
         g_opt = make_optimizer(cfg.g_lr, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.g_reg_interval,

@@ -106,14 +106,16 @@ class TrainStep:
         rid = tf.distribute.get_replica_context().replica_id_in_sync_group
         return tensor[rid * size:(rid + 1) * size]
 
-    def _generate(self, z, rand):
-        """Training forward pass: (ws with w_avg update and style mixing, volumes with random noise)."""
+    def _generate(self, z, rand, checkpoint=None):
+        """Training forward pass: (ws with w_avg update and style mixing, volumes with random noise).
+
+        checkpoint=False where second-order gradients follow (gradient checkpointing is first-order only)."""
         ws = self.G.training_styles(z, rng=rand)
         noise = None
         if not self.cfg.no_noise:
             noise = [rand.normal(tf.concat([tf.shape(z)[:1], shape[1:]], axis=0))
                      for shape in self.G.synthesis.noise_shapes]
-        return ws, self.G.synthesis(ws, noise_mode="random", noise=noise)
+        return ws, self.G.synthesis(ws, noise_mode="random", noise=noise, checkpoint=checkpoint)
 
     def _apply(self, opt, loss, variables, tape):
         scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
@@ -151,7 +153,7 @@ class TrainStep:
     def _path_length_reg(self, z, probe_direction, rand, scale, tape):
         """Path-length penalty (recorded on `tape`); updates pl_mean with the mean length over all replicas."""
         with tf.GradientTape() as inner:
-            ws, fake = self._generate(z, rand)
+            ws, fake = self._generate(z, rand, checkpoint=False)
             inner.watch(ws)
             fake = tf.cast(fake, tf.float32)
             probe = tf.reduce_sum(fake * probe_direction)
@@ -187,8 +189,9 @@ class TrainStep:
         with tf.GradientTape() as tape:
             with tf.GradientTape() as inner:
                 inner.watch([reals, fake])
-                real_logits = self.D(reals, training=True) if (main or (reg and r1)) else None
-                fake_logits = self.D(fake, training=True) if (main or (reg and not r1)) else None
+                checkpoint = False if reg else None  # R1/R2 need second-order gradients
+                real_logits = self.D(reals, training=True, checkpoint=checkpoint) if (main or (reg and r1)) else None
+                fake_logits = self.D(fake, training=True, checkpoint=checkpoint) if (main or (reg and not r1)) else None
                 probed = real_logits if r1 else fake_logits
                 probe = tf.reduce_sum(tf.cast(probed, tf.float32)) if reg else None
             total = 0.0
