@@ -199,3 +199,20 @@ def test_gradient_checkpointing_trains_like_the_plain_step(tmp_path):
     for name in ("G", "D"):
         for plain, recomputed in zip(getattr(runs[0], name).variables, getattr(runs[1], name).variables):
             np.testing.assert_allclose(recomputed.numpy(), plain.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_metrics_are_evaluated_at_snapshots_and_logged(tmp_path):
+    """train(metrics=fn) evaluates fn(G_ema) at each snapshot into stats.jsonl (and TensorBoard)."""
+    cfg = load_config("2mm-fd16", **TINY)
+    seen = []
+
+    def metrics(G_ema):
+        volume = G_ema(tf.zeros([1, G_ema.z_dim])).numpy()
+        seen.append(volume.shape)
+        return {"mean_volume": float(volume.mean())}
+
+    run = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path, kimg=0.008, metrics=metrics,
+                log=lambda _: None)
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    logged = [r["metrics/mean_volume"] for r in records if "metrics/mean_volume" in r]
+    assert seen and len(logged) == len(seen) and all(np.isfinite(logged))
