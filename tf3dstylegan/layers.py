@@ -130,11 +130,12 @@ class NoiseInjection(keras.layers.Layer):
         if not self.enabled or (noise_mode == "none" and noise is None):
             return x
         if noise is None:
-            if noise_mode == "random":
-                noise = tf.random.normal(tf.concat([tf.shape(x)[:4], [1]], axis=0), dtype=x.dtype)
-            else:
-                noise = self.noise_buffer
+            noise = self.random_noise(tf.shape(x)[0], x.dtype) if noise_mode == "random" else self.noise_buffer
         return x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
+
+    def random_noise(self, batch_size, dtype=tf.float32):
+        """Fresh N(0, 1) noise of this layer's shape: [batch_size, X, Y, Z, 1]."""
+        return tf.random.normal(tf.concat([[batch_size], tf.shape(self.noise_buffer)[1:]], axis=0), dtype=dtype)
 
     def get_config(self):
         return {**super().get_config(), "enabled": self.enabled}

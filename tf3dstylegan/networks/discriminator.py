@@ -68,6 +68,7 @@ class Discriminator(keras.Model):
             raise ValueError(f"volumes must have shape [batch, {', '.join(map(str, expected))}], "
                              f"got {list(volumes.shape)}")
         img = tf.cast(volumes, self.compute_dtype)
+        use_checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
         x = None
         for r in range(self.config.resolution_log2, 1, -1):
             if str(r) in self.from_images:
@@ -76,7 +77,6 @@ class Discriminator(keras.Model):
             if r == 2:
                 break
             block = functools.partial(self._block, str(r))
-            use_checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
             x = tf.recompute_grad(block)(x) if use_checkpoint else block(x)
             if self.config.d_architecture == "skip":
                 img = self.downsample(img)

@@ -108,9 +108,8 @@ class SynthesisNetwork(keras.Model):
         i0, i1 = 2 * r - 5, 2 * r - 4
         checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
         if checkpoint and noise_mode == "random":
-            shapes = [self.style_layers[i].noise.noise_buffer.shape[1:] for i in (i0, i1)]
-            noise0, noise1 = (n if n is not None else tf.random.normal(tf.concat([tf.shape(x)[:1], s], 0))
-                              for n, s in zip((noise0, noise1), shapes))
+            noise0, noise1 = (n if n is not None else self.style_layers[i].noise.random_noise(tf.shape(x)[0])
+                              for n, i in zip((noise0, noise1), (i0, i1)))
         given = [n for n in (noise0, noise1) if n is not None]
 
         def block(x, ws, *given_noise):
