@@ -23,6 +23,8 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions after one warm-up.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Compute precision.")
 flags.DEFINE_bool("jit", False, "XLA-compile the timed function.")
 flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass.")
+flags.DEFINE_multi_string("override", [], "Config field override key=value for every preset (repeatable), "
+                          "e.g. fmap_min=32 fmap_max=32 to measure a 1mm-fd32 variant.")
 flags.DEFINE_string("out", None, "Write the list of results as JSON here.")
 flags.DEFINE_string("child", None, "Internal: run one measurement 'preset:what'.")
 FLAGS = flags.FLAGS
@@ -62,7 +64,9 @@ def measure(preset, what):
     if FLAGS.precision != "float32":
         keras.mixed_precision.set_global_policy(FLAGS.precision)
     import tf3dstylegan
-    G, D = tf3dstylegan.build_networks(preset, gradient_checkpointing=FLAGS.gradient_checkpointing)
+    from tf3dstylegan.config import parse_override
+    overrides = dict(parse_override(text) for text in FLAGS.override)
+    G, D = tf3dstylegan.build_networks(preset, gradient_checkpointing=FLAGS.gradient_checkpointing, **overrides)
     batch = FLAGS.batch
     z = tf.random.normal([batch, G.z_dim])
     if what == "infer":
@@ -88,14 +92,32 @@ def measure(preset, what):
     for _ in range(FLAGS.repeats):
         fn(z).numpy()
     seconds = (time.perf_counter() - start) / FLAGS.repeats
-    result = {"preset": preset, "what": what, "batch": batch, "precision": FLAGS.precision, "jit": FLAGS.jit,
+    result = {"preset": preset, "overrides": FLAGS.override, "what": what, "batch": batch,
+              "precision": FLAGS.precision, "jit": FLAGS.jit,
               "gradient_checkpointing": FLAGS.gradient_checkpointing,
               "seconds_per_batch": seconds, "volumes_per_s": batch / seconds, "first_call_s": warmup,
               "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
     if what == "infer":
         flops = generator_flops(G.config, batch)
         result.update(gflop=flops / 1e9, achieved_gflops=flops / seconds / 1e9)
+        if FLAGS.precision != "float32":
+            result.update(difference_to_float32(G, z))
     return result
+
+
+def difference_to_float32(G, z):
+    """Max and mean |volume - float32 volume| (volumes span [-1, 1]) for the same weights and latents."""
+    import keras
+    import tensorflow as tf
+    import tf3dstylegan
+    volumes = G(z).numpy()
+    keras.mixed_precision.set_global_policy("float32")
+    reference = tf3dstylegan.build_generator(G.config)
+    reference.set_weights(G.get_weights())
+    expected = reference(z).numpy()
+    diff = np.abs(volumes - expected)
+    return {"max_abs_diff_vs_float32": float(diff.max()), "mean_abs_diff_vs_float32": float(diff.mean()),
+            "float32_volume_std": float(expected.std())}
 
 
 def main(argv):
@@ -110,7 +132,8 @@ def main(argv):
         for what in FLAGS.what:
             cmd = [sys.executable, __file__, f"--child={preset}:{what}", f"--batch={FLAGS.batch}",
                    f"--repeats={FLAGS.repeats}", f"--precision={FLAGS.precision}", f"--jit={FLAGS.jit}",
-                   f"--gradient_checkpointing={FLAGS.gradient_checkpointing}"]
+                   f"--gradient_checkpointing={FLAGS.gradient_checkpointing}",
+                   *[f"--override={text}" for text in FLAGS.override]]
             run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
             result = json.loads(lines[-1]) if run.returncode == 0 and lines else \

@@ -153,3 +153,56 @@ def test_custom_gradients_match_autodiff_to_second_order(rng):
         results.append([penalty.numpy()] + [g.numpy() for g in outer.gradient(penalty, [w, b])])
     for expected, got in zip(*results):
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+
+
+def _second_order(fn, x, params):
+    """[penalty, d penalty / d params...] for penalty = |d sum(sin(fn(x))) / dx|^2 (as R1 / path length)."""
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            out = tf.reduce_sum(tf.sin(fn(x)))
+        penalty = tf.reduce_sum(inner.gradient(out, x) ** 2)
+    return [penalty.numpy()] + [g.numpy() for g in outer.gradient(penalty, params)]
+
+
+def _assert_all_close(got, expected):
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("noise_batch", [1, 2])
+def test_fused_modulated_layer_gradients_match_autodiff(rng, noise_batch):
+    """Modulated conv (input kept, not x * s) + demodulation + noise + bias + lrelu (output kept) against
+    plain autodiff, to second order, with respect to weight, styles, noise, strength and bias."""
+    x = tf.constant(rng.standard_normal((2, 4, 3, 5, 3)))
+    params = [tf.Variable(rng.standard_normal((3, 3, 3, 3, 4)) * 0.3), tf.Variable(rng.standard_normal((2, 3)) + 1),
+              tf.Variable(rng.standard_normal((noise_batch, 4, 3, 5, 1))), tf.Variable(0.7, dtype=tf.float64),
+              tf.Variable(rng.standard_normal(4) * 0.1)]
+
+    def plain(x):
+        w, styles, noise, strength, bias = params
+        y = tf.nn.conv3d(x * styles[:, None, None, None, :], w, [1] * 5, "SAME")
+        y = y * tf.cast(ops.demodulation_coefficients(w, styles), y.dtype)[:, None, None, None, :]
+        return tf.nn.leaky_relu(y + noise * strength + bias, 0.2) * np.sqrt(2)
+
+    def ours(x):
+        w, styles, noise, strength, bias = params
+        y, demod = ops.modulated_conv3d_deferred(x, w, styles)
+        return ops.bias_lrelu(y, bias, scale=demod, noise=noise, strength=strength)
+
+    _assert_all_close(_second_order(ours, x, params), _second_order(plain, x, params))
+
+
+def test_conv_downsample3d_gradients_match_autodiff(rng):
+    """FIR (adjoint gradient) + strided convolution, as D's down-sampling layers, to second order."""
+    x = tf.constant(rng.standard_normal((2, 6, 5, 4, 2)))
+    w = tf.Variable(rng.standard_normal((3, 3, 3, 2, 3)))
+    taps = ops.fir_taps()
+    dense_fir = np.einsum("i,j,k->ijk", taps, taps, taps)[..., None, None]
+
+    def plain(x):
+        y = tf.pad(x, [[0, 0], [3, 2], [3, 2], [3, 2], [0, 0]])
+        y = tf.concat([tf.nn.conv3d(y[..., c:c + 1], dense_fir, [1] * 5, "VALID") for c in range(2)], -1)
+        return tf.nn.conv3d(y, w, [1, 2, 2, 2, 1], "VALID")
+
+    _assert_all_close(_second_order(lambda x: ops.conv_downsample3d(x, w), x, [w]), _second_order(plain, x, [w]))

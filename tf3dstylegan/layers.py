@@ -99,9 +99,15 @@ class ModConv3D(keras.layers.Layer):
         self.mod_bias = self.add_weight(name="mod_bias", shape=(in_ch,), initializer="zeros")
 
     def call(self, x, w):
+        y, demod = self.deferred(x, w)
+        return y if demod is None else y * tf.cast(demod[:, tf.newaxis, tf.newaxis, tf.newaxis, :], y.dtype)
+
+    def deferred(self, x, w):
+        """(convolution before demodulation, demodulation coefficients [B, O] or None): see
+        ops.modulated_conv3d_deferred."""
         styles = ops.style_scales(w, self.mod_weight, self.mod_bias)  # [B, I]
-        return ops.modulated_conv3d(x, tf.cast(self.weight, tf.float32) * self.weight_gain, styles,
-                                    demodulate=self.demodulate, up=self.up, fused=self.fused)
+        return ops.modulated_conv3d_deferred(x, tf.cast(self.weight, tf.float32) * self.weight_gain, styles,
+                                             demodulate=self.demodulate, up=self.up, fused=self.fused)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -126,12 +132,17 @@ class NoiseInjection(keras.layers.Layer):
         self.strength = self.add_weight(name="strength", shape=(), initializer="zeros") if self.enabled else None
 
     def call(self, x, noise_mode="const", noise=None):
+        noise = self.noise_map(tf.shape(x)[0], noise_mode, noise)
+        return x if noise is None else x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
+
+    def noise_map(self, batch_size, noise_mode="const", noise=None):
+        """The noise to add ([B or 1, X, Y, Z, 1], to be scaled by `strength`), or None for none."""
         check_noise_mode(noise_mode)
         if not self.enabled or (noise_mode == "none" and noise is None):
-            return x
+            return None
         if noise is None:
-            noise = self.random_noise(tf.shape(x)[0], x.dtype) if noise_mode == "random" else self.noise_buffer
-        return x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
+            return self.random_noise(batch_size) if noise_mode == "random" else self.noise_buffer
+        return noise
 
     def random_noise(self, batch_size, dtype=tf.float32):
         """Fresh N(0, 1) noise of this layer's shape: [batch_size, X, Y, Z, 1]."""
@@ -158,9 +169,11 @@ class SynthesisLayer(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
     def call(self, x, w, noise_mode="const", noise=None):
-        x = self.conv(x, w)
-        x = self.noise(x, noise_mode=noise_mode, noise=noise)
-        return ops.bias_act(x, self.bias, "lrelu")
+        y, demod = self.conv.deferred(x, w)
+        noise = self.noise.noise_map(tf.shape(x)[0], noise_mode, noise)
+        # Demodulation, noise, bias and lrelu in one kernel that keeps only its output.
+        return ops.bias_lrelu(y, self.bias, scale=demod, noise=noise,
+                              strength=None if noise is None else self.noise.strength)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size, "up": self.up,

@@ -23,10 +23,16 @@ def style_scales(w, mod_weight, mod_bias):
 def demodulation_coefficients(weight, styles, eps=1e-8):
     """d[b, o] = 1 / sqrt(sum_{k,k,k,i} (weight[..., i, o] * s[b, i])**2 + eps).
 
-    weight: [k, k, k, I, O] (already scaled), styles: [B, I] -> [B, O] (float32).
+    weight: [k, k, k, I, O] (already scaled), styles: [B, I] -> [B, O] (float32, float64 for float64).
     """
-    weight_sq = tf.reduce_sum(tf.square(tf.cast(weight, tf.float32)), axis=[0, 1, 2])  # [I, O]
-    return tf.math.rsqrt(tf.matmul(tf.square(tf.cast(styles, tf.float32)), weight_sq) + eps)
+    dtype = _float32_or_wider(weight.dtype)
+    weight_sq = tf.reduce_sum(tf.square(tf.cast(weight, dtype)), axis=[0, 1, 2])  # [I, O]
+    return tf.math.rsqrt(tf.matmul(tf.square(tf.cast(styles, dtype)), weight_sq) + eps)
+
+
+def _float32_or_wider(dtype):
+    """The dtype of style and demodulation arithmetic: float64 stays, anything else is float32."""
+    return tf.float64 if dtype == tf.float64 else tf.float32
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
@@ -70,13 +76,45 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=False, fused=False, 
     Non-fused (the original's default): scale x by s, convolve with the shared weight, scale by d.
     Fused: one grouped convolution with per-sample weights (needs XLA on the CPU); same result.
     """
-    styles = tf.cast(styles, tf.float32)
+    y, demod = modulated_conv3d_deferred(x, weight, styles, demodulate, up, fused, kernel)
+    return y if demod is None else y * tf.cast(demod[:, tf.newaxis, tf.newaxis, tf.newaxis, :], y.dtype)
+
+
+def modulated_conv3d_deferred(x, weight, styles, demodulate=True, up=False, fused=False, kernel=RESAMPLE_KERNEL):
+    """modulated_conv3d with the demodulation left to the caller: (y, d) with d [B, O] float32 or float64 (None when
+    already applied, as in the fused path, or demodulate=False), so that it can be folded into the
+    following bias + activation kernel."""
+    styles = tf.cast(styles, _float32_or_wider(x.dtype))
     demod = demodulation_coefficients(weight, styles) if demodulate else None
     if fused:
-        return _fused_modulated_conv3d(x, tf.cast(weight, tf.float32), styles, demod, up, kernel)
-    x = x * tf.cast(styles[:, tf.newaxis, tf.newaxis, tf.newaxis, :], x.dtype)
+        return _fused_modulated_conv3d(x, tf.cast(weight, styles.dtype), styles, demod, up, kernel), None
     w = tf.cast(weight, x.dtype)
-    x = upsample_conv3d(x, w, kernel) if up else conv3d_same(x, w)
-    if demod is not None:
-        x = x * tf.cast(demod[:, tf.newaxis, tf.newaxis, tf.newaxis, :], x.dtype)
-    return x
+    if up:  # the modulated input is kept at the lower resolution, where it is 8x smaller
+        y = upsample_conv3d(x * tf.cast(styles[:, tf.newaxis, tf.newaxis, tf.newaxis, :], x.dtype), w, kernel)
+    else:
+        y = _modulated_conv3d_same(x, w, tf.cast(styles, x.dtype))
+    return y, demod
+
+
+def _modulated_conv3d_same(x, weight, styles):
+    """conv3d_same(x * styles, weight) keeping only x for the backward pass (x * styles is recomputed).
+
+    x: [B, X, Y, Z, I], weight: [k, k, k, I, O], styles: [B, I] -> [B, X, Y, Z, O].
+    """
+    strides = [1] * 5
+
+    @tf.custom_gradient
+    def conv(x, weight, styles):
+        s = styles[:, tf.newaxis, tf.newaxis, tf.newaxis, :]
+        y = conv3d_same(x * s, weight)
+
+        def grad(dy):
+            d_modulated = tf.raw_ops.Conv3DBackpropInputV2(input_sizes=tf.shape(x), filter=weight,
+                                                           out_backprop=dy, strides=strides, padding="SAME")
+            d_weight = tf.raw_ops.Conv3DBackpropFilterV2(input=x * s, filter_sizes=tf.shape(weight),
+                                                         out_backprop=dy, strides=strides, padding="SAME")
+            d_styles = tf.reduce_sum(d_modulated * x, axis=[1, 2, 3])
+            return d_modulated * s, d_weight, d_styles
+        return y, grad
+
+    return conv(x, weight, styles)
