@@ -206,3 +206,24 @@ def test_conv_downsample3d_gradients_match_autodiff(rng):
         return tf.nn.conv3d(y, w, [1, 2, 2, 2, 1], "VALID")
 
     _assert_all_close(_second_order(lambda x: ops.conv_downsample3d(x, w), x, [w]), _second_order(plain, x, [w]))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_fused_bias_lrelu_in_half_precision_matches_float32(rng, dtype):
+    """Half-precision values with float32 sums in the backward pass: close to the float32 result."""
+    x = rng.standard_normal((2, 5, 4, 3, 3)).astype(np.float32)
+    scale = rng.uniform(0.5, 2, (2, 3)).astype(np.float32)
+    noise = rng.standard_normal((2, 5, 4, 3, 1)).astype(np.float32)
+    bias, strength = np.float32([0.1, -0.2, 0.3]), np.float32(0.5)
+    results = []
+    for dt in ("float32", dtype):
+        args = [tf.constant(a, dt) for a in (x, bias, scale, noise, strength)]
+        with tf.GradientTape() as tape:
+            tape.watch(args)
+            y = ops.bias_lrelu(args[0], args[1], scale=args[2], noise=args[3], strength=args[4])
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * np.linspace(-1, 1, y.shape[-1], dtype=np.float32))
+        assert y.dtype == dt
+        results.append([tf.cast(t, tf.float32).numpy() for t in [y] + tape.gradient(loss, args)])
+    tolerance = 0.03 if dtype == "bfloat16" else 0.005
+    for half, full in zip(results[1], results[0]):
+        np.testing.assert_allclose(half, full, rtol=tolerance, atol=tolerance * np.abs(full).max())
