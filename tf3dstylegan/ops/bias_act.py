@@ -89,10 +89,9 @@ def bias_lrelu(x, bias=None, scale=None, noise=None, strength=None, alpha=0.2, g
             # Per-sample, per-channel sums of d(pre-activation): sum(da) and sum(da * noise).
             acc = _accumulator_dtype(dtype)
             inv_scale = 1.0 / tf.cast(t["scale"], acc) if "scale" in t else 1.0
-            da_sum = _sum(dx, spatial, keepdims=True) * inv_scale        # [B, 1.., C]
-            grads = {"x": dx, "bias": tf.reshape(tf.reduce_sum(da_sum, axis=list(range(rank - 1))),
-                                                  tf.shape(t["bias"])) if bias is not None
-                     else tf.reduce_sum(da_sum)}
+            da_sum = _sum(dx, spatial, keepdims=True) * inv_scale                  # [B, 1.., C]
+            bias_grad = tf.reduce_sum(da_sum, axis=list(range(rank - 1)))           # [C]
+            grads = {"x": dx, "bias": bias_grad if bias is not None else tf.reduce_sum(bias_grad)}
             correction = tf.cast(t["bias"], acc) * da_sum
             if "noise" in t:
                 da_noise = _sum(dx * t["noise"], spatial, keepdims=True) * inv_scale
