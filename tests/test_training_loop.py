@@ -216,3 +216,19 @@ def test_metrics_are_evaluated_at_snapshots_and_logged(tmp_path):
     records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     logged = [r["metrics/mean_volume"] for r in records if "metrics/mean_volume" in r]
     assert seen and len(logged) == len(seen) and all(np.isfinite(logged))
+
+
+@pytest.mark.slow
+def test_xla_compiled_step_trains_and_scores_reals_like_the_plain_step(tmp_path):
+    """--jit compiles the whole step (nesting the ops' own XLA kernels). Its random draws use XLA's generator,
+    so only what does not depend on them is compared: D's first scores of the same real volumes."""
+    cfg = load_config("2mm-fd16", **TINY)
+    first = []
+    for jit in (False, True):
+        run = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path / str(jit), kimg=0.008, seed=2, jit=jit,
+                    log=lambda _: None)
+        records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+        assert checkpoint_step(latest_checkpoint(run / "checkpoints")) == 2
+        assert all(np.isfinite(value) for r in records for key, value in r.items() if key.startswith("loss/"))
+        first.append(records[0]["D/real"])
+    np.testing.assert_allclose(first[1], first[0], rtol=1e-4, atol=1e-6)
