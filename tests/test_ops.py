@@ -11,10 +11,6 @@ def to_cl(x):     # [N, C, X, Y, Z] -> [N, X, Y, Z, C]
     return np.transpose(x, (0, 2, 3, 4, 1))
 
 
-def to_cf(x):
-    return np.transpose(x, (0, 4, 1, 2, 3))
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(7)

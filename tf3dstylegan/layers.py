@@ -99,8 +99,7 @@ class ModConv3D(keras.layers.Layer):
         self.mod_bias = self.add_weight(name="mod_bias", shape=(in_ch,), initializer="zeros")
 
     def call(self, x, w):
-        y, demod = self.deferred(x, w)
-        return y if demod is None else y * tf.cast(demod[:, tf.newaxis, tf.newaxis, tf.newaxis, :], y.dtype)
+        return ops.apply_demodulation(*self.deferred(x, w))
 
     def deferred(self, x, w):
         """(convolution before demodulation, demodulation coefficients [B, O] or None): see
@@ -144,9 +143,9 @@ class NoiseInjection(keras.layers.Layer):
             return self.random_noise(batch_size) if noise_mode == "random" else self.noise_buffer
         return noise
 
-    def random_noise(self, batch_size, dtype=tf.float32):
-        """Fresh N(0, 1) noise of this layer's shape: [batch_size, X, Y, Z, 1]."""
-        return tf.random.normal(tf.concat([[batch_size], tf.shape(self.noise_buffer)[1:]], axis=0), dtype=dtype)
+    def random_noise(self, batch_size):
+        """Fresh N(0, 1) float32 noise of this layer's shape: [batch_size, X, Y, Z, 1]."""
+        return tf.random.normal(tf.concat([[batch_size], tf.shape(self.noise_buffer)[1:]], axis=0))
 
     def get_config(self):
         return {**super().get_config(), "enabled": self.enabled}

@@ -46,13 +46,13 @@ def _lrelu_backward(dy, y, scale, alpha, gain):
     return dy * tf.where(y > 0, tf.constant(gain, dy.dtype), tf.constant(gain * alpha, dy.dtype)) * scale
 
 
-def _accumulator_dtype(dtype):
-    """float32 for sums of float16/bfloat16 values, the dtype itself otherwise."""
-    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+def accumulator_dtype(dtype):
+    """The dtype of sums and of style/demodulation arithmetic: float64 for float64, float32 otherwise."""
+    return tf.float64 if dtype == tf.float64 else tf.float32
 
 
 def _sum(x, axis=None, keepdims=False):
-    return tf.reduce_sum(tf.cast(x, _accumulator_dtype(x.dtype)), axis=axis, keepdims=keepdims)
+    return tf.reduce_sum(tf.cast(x, accumulator_dtype(x.dtype)), axis=axis, keepdims=keepdims)
 
 
 def bias_lrelu(x, bias=None, scale=None, noise=None, strength=None, alpha=0.2, gain=SQRT2):
@@ -87,7 +87,7 @@ def bias_lrelu(x, bias=None, scale=None, noise=None, strength=None, alpha=0.2, g
         def grad(dy):
             dx = _lrelu_backward(dy, y, scale_, alpha, gain)                       # [B, ..., C]
             # Per-sample, per-channel sums of d(pre-activation): sum(da) and sum(da * noise).
-            acc = _accumulator_dtype(dtype)
+            acc = accumulator_dtype(dtype)
             inv_scale = 1.0 / tf.cast(t["scale"], acc) if "scale" in t else 1.0
             da_sum = _sum(dx, spatial, keepdims=True) * inv_scale                  # [B, 1.., C]
             bias_grad = tf.reduce_sum(da_sum, axis=list(range(rank - 1)))           # [C]

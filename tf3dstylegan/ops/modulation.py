@@ -1,6 +1,7 @@
 """Style modulation, demodulation and the modulated 3D convolution (spec §3.4)."""
 import tensorflow as tf
 
+from tf3dstylegan.ops.bias_act import accumulator_dtype
 from tf3dstylegan.ops.upfirdn3d import (RESAMPLE_KERNEL, UP_GAIN, _up_pads, conv3d_same, fir3d, upsample_conv3d,
                                         zero_insert)
 
@@ -25,14 +26,9 @@ def demodulation_coefficients(weight, styles, eps=1e-8):
 
     weight: [k, k, k, I, O] (already scaled), styles: [B, I] -> [B, O] (float32, float64 for float64).
     """
-    dtype = _float32_or_wider(weight.dtype)
+    dtype = accumulator_dtype(weight.dtype)
     weight_sq = tf.reduce_sum(tf.square(tf.cast(weight, dtype)), axis=[0, 1, 2])  # [I, O]
     return tf.math.rsqrt(tf.matmul(tf.square(tf.cast(styles, dtype)), weight_sq) + eps)
-
-
-def _float32_or_wider(dtype):
-    """The dtype of style and demodulation arithmetic: float64 stays, anything else is float32."""
-    return tf.float64 if dtype == tf.float64 else tf.float32
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
@@ -76,7 +72,11 @@ def modulated_conv3d(x, weight, styles, demodulate=True, up=False, fused=False, 
     Non-fused (the original's default): scale x by s, convolve with the shared weight, scale by d.
     Fused: one grouped convolution with per-sample weights (needs XLA on the CPU); same result.
     """
-    y, demod = modulated_conv3d_deferred(x, weight, styles, demodulate, up, fused, kernel)
+    return apply_demodulation(*modulated_conv3d_deferred(x, weight, styles, demodulate, up, fused, kernel))
+
+
+def apply_demodulation(y, demod):
+    """y * d per sample and output channel; y unchanged for d None. y: [B, X, Y, Z, O], d: [B, O]."""
     return y if demod is None else y * tf.cast(demod[:, tf.newaxis, tf.newaxis, tf.newaxis, :], y.dtype)
 
 
@@ -84,7 +84,7 @@ def modulated_conv3d_deferred(x, weight, styles, demodulate=True, up=False, fuse
     """modulated_conv3d with the demodulation left to the caller: (y, d) with d [B, O] float32 or float64 (None when
     already applied, as in the fused path, or demodulate=False), so that it can be folded into the
     following bias + activation kernel."""
-    styles = tf.cast(styles, _float32_or_wider(x.dtype))
+    styles = tf.cast(styles, accumulator_dtype(x.dtype))
     demod = demodulation_coefficients(weight, styles) if demodulate else None
     if fused:
         return _fused_modulated_conv3d(x, tf.cast(weight, styles.dtype), styles, demod, up, kernel), None
