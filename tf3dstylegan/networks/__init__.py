@@ -8,15 +8,17 @@ __all__ = ["Discriminator", "Generator", "MappingNetwork", "SynthesisNetwork", "
            "build_generator", "build_networks"]
 
 
-def build_generator(config="2mm-fd16", fused_modconv=False, gradient_checkpointing=False, **overrides):
+def build_generator(config="2mm-fd16", fused_modconv=False, gradient_checkpointing=False, slab_size=None,
+                    **overrides):
     """A Generator for a preset name, a config file, a dict or a Config (fields overridable).
 
     fused_modconv: one grouped convolution per modulated layer (XLA on the CPU); gradient_checkpointing:
-    recompute each synthesis block's activations in the backward pass (less memory, more compute).
+    recompute each synthesis block's activations in the backward pass (less memory, more compute);
+    slab_size: compute the full-resolution level in slabs of this many rows (less inference memory).
     """
     from tf3dstylegan.config import load_config
     return Generator(load_config(config, **overrides), fused_modconv=fused_modconv,
-                     gradient_checkpointing=gradient_checkpointing, name="generator")
+                     gradient_checkpointing=gradient_checkpointing, slab_size=slab_size, name="generator")
 
 
 def build_discriminator(config="2mm-fd16", gradient_checkpointing=False, **overrides):

@@ -13,17 +13,19 @@ class Generator(keras.Model):
     """z [B, latent_size] -> volumes [B, X, Y, Z, C] (float32).
 
     `G(z)` evaluates with truncation_psi=1 and the stored noise (deterministic); `G(z, training=True)`
-    is the training forward pass (w_avg update, style mixing, random noise).
+    is the training forward pass (w_avg update, style mixing, random noise). slab_size: see
+    SynthesisNetwork (the last level in slabs: less inference memory, same volumes).
     """
 
-    def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, **kwargs):
+    def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, slab_size=None, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg = load_config(config)
         self.z_dim, self.w_dim, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
         self.img_shape, self.num_channels = cfg.img_shape, cfg.num_channels
         self.mapping = MappingNetwork(cfg, name="mapping")
         self.synthesis = SynthesisNetwork(cfg, fused_modconv=fused_modconv,
-                                          gradient_checkpointing=gradient_checkpointing, name="synthesis")
+                                          gradient_checkpointing=gradient_checkpointing, slab_size=slab_size,
+                                          name="synthesis")
         self.w_avg = self.add_weight(name="w_avg", shape=(cfg.dlatent_size,), initializer="zeros",
                                      trainable=False, aggregation="mean")
         self.built = True
@@ -62,11 +64,12 @@ class Generator(keras.Model):
             ws = self.mix_styles(ws, self.mapping(normal(tf.shape(z)), labels), rng)
         return ws
 
-    def call(self, z, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", labels=None, training=False):
+    def call(self, z, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", labels=None, training=False,
+             slab_size=None):
         if training:
-            return self.synthesis(self.training_styles(z, labels), noise_mode="random")
+            return self.synthesis(self.training_styles(z, labels), noise_mode="random", slab_size=slab_size)
         ws = self.truncate(self.mapping(z, labels), truncation_psi, truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        return self.synthesis(ws, noise_mode=noise_mode, slab_size=slab_size)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """A SavedModel whose `serve(z [B, latent_size])` returns volumes (const noise, psi 1)."""
@@ -77,4 +80,5 @@ class Generator(keras.Model):
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(),
                 "fused_modconv": self.synthesis.fused_modconv,
-                "gradient_checkpointing": self.synthesis.gradient_checkpointing}
+                "gradient_checkpointing": self.synthesis.gradient_checkpointing,
+                "slab_size": self.synthesis.slab_size}

@@ -9,9 +9,32 @@ from tf3dstylegan.layers import (ConstantInput, EqualizedConv3D, SynthesisLayer,
 from tf3dstylegan.networks.mapping import check_width
 
 
+# Half-resolution rows each side of a slab that make it exact: an up-sampled row j reads input rows
+# ceil(j/2) - 2 .. floor(j/2) + 1 (transposed 3-tap conv, then the 5-tap FIR), and Conv1 one row more.
+SLAB_HALO = 2
+
+
 def level_name(base_size, r):
     """Name of resolution level r (r = 2 is the constant block), e.g. 'b10x12x14'."""
     return "b" + "x".join(str(b * 2 ** (r - 2)) for b in base_size)
+
+
+def slab_windows(size, slab_size, halo=SLAB_HALO):
+    """How to compute an up-sampling level of `size` rows (first spatial axis) in slabs of `slab_size`.
+
+    One tuple per output slab [start, stop): (lo_start, lo_stop) the rows of the half-resolution input
+    it reads, and (crop, stop - start) where the slab lies in that window's 2 * (lo_stop - lo_start) rows.
+    Every window has the same number of rows (shifted inwards at the ends), so every slab runs the same
+    kernels on the same shapes.
+    """
+    low = size // 2
+    slabs = [(start, min(start + slab_size, size)) for start in range(0, size, slab_size)]
+    width = min(low, max(-(-stop // 2) - start // 2 + 2 * halo for start, stop in slabs))
+    windows = []
+    for start, stop in slabs:
+        lo_start = min(max(0, start // 2 - halo), low - width)
+        windows.append((lo_start, lo_start + width, start - 2 * lo_start, stop - start))
+    return windows
 
 
 @serializable
@@ -20,12 +43,16 @@ class SynthesisNetwork(keras.Model):
 
     Style index of each layer: base conv 0; level r (3..R) Conv0_up 2r-5 and Conv1 2r-4; the output
     layer (ToImage) 2R-3 (every level r uses 2r-3 for 'skip'). Noise j belongs to style layer j.
+    slab_size: compute the full-resolution level in slabs of this many rows along the first axis, one
+    after the other, so that its feature maps never exist whole (inference memory); the result is the
+    same. None or 0: the whole volume at once.
     """
 
-    def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, **kwargs):
+    def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, slab_size=None, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg = load_config(config)
         self.fused_modconv, self.gradient_checkpointing = fused_modconv, gradient_checkpointing
+        self.slab_size = check_slab_size(slab_size)
         self.num_ws, self.w_dim, self.img_shape = cfg.num_ws, cfg.dlatent_size, cfg.img_shape
         arch, base, res = cfg.g_architecture, cfg.base_size, cfg.resolution_log2
         use_noise = not cfg.no_noise
@@ -78,10 +105,12 @@ class SynthesisNetwork(keras.Model):
     def noise_shapes(self):
         return [tuple(v.shape) for v in self.noise_buffers]
 
-    def call(self, ws, noise_mode="const", noise=None, checkpoint=None):
+    def call(self, ws, noise_mode="const", noise=None, checkpoint=None, slab_size=None):
         """checkpoint: override gradient_checkpointing for this call (False where second-order gradients
-        are needed, e.g. the path-length regulariser: tf.recompute_grad supports first order only)."""
+        are needed, e.g. the path-length regulariser: tf.recompute_grad supports first order only).
+        slab_size: override the network's slab_size for this call (0: whole volume)."""
         check_noise_mode(noise_mode)
+        slab_size = self.slab_size if slab_size is None else check_slab_size(slab_size)
         check_width(ws, self.w_dim, "ws")
         if ws.shape.rank != 3 or (ws.shape[1] is not None and ws.shape[1] != self.num_ws):
             raise ValueError(f"ws must have shape [batch, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
@@ -92,13 +121,19 @@ class SynthesisNetwork(keras.Model):
         x = self.const(ws)                                   # [B, b0, b1, b2, nf(1)]
         x = self.style_layers[0](x, ws[:, 0], noise_mode=noise_mode, noise=noise[0])
         img = None
-        for r in range(2, self.config.resolution_log2 + 1):
+        last = self.config.resolution_log2
+        for r in range(2, last + 1):
+            to_image = self.to_images.get(str(r))
             if r > 2:
-                x = self._block(r, x, ws, noise_mode, noise[2 * r - 5], noise[2 * r - 4], checkpoint)
                 if img is not None:
                     img = self.upsample(img)
-            if str(r) in self.to_images:
-                y = self.to_images[str(r)](x, ws[:, 2 * r - 3])
+                level_noise = noise[2 * r - 5], noise[2 * r - 4]
+                if r == last and 0 < slab_size < self.img_shape[0]:  # its feature maps never exist whole
+                    y = self._last_level_in_slabs(x, ws, noise_mode, level_noise, checkpoint, slab_size)
+                    return tf.cast(y if img is None else img + y, tf.float32)
+                x = self._block(r, x, ws, noise_mode, *level_noise, checkpoint)
+            if to_image is not None:
+                y = to_image(x, ws[:, 2 * r - 3])
                 img = y if img is None else img + y
         return tf.cast(img, tf.float32)
 
@@ -126,6 +161,42 @@ class SynthesisNetwork(keras.Model):
             return tf.recompute_grad(block)(x, ws, *given)
         return block(x, ws, *given)
 
+    def _last_level_in_slabs(self, x, ws, noise_mode, level_noise, checkpoint, slab_size):
+        """The last level's block and ToImage, slab by slab along the first axis (see slab_windows).
+
+        x: [B, X/2, Y/2, Z/2, C] -> [B, X, Y, Z, num_channels]. The noise maps are drawn or taken whole
+        (they have one channel) and sliced; each slab starts after the previous one has finished, so
+        only one slab's feature maps are alive at a time. (Slabbing the levels before too measured worse:
+        their outputs must then be put together whole.)
+        """
+        r = self.config.resolution_log2
+        batch = tf.shape(x)[0]
+        maps = [self.style_layers[i].noise.noise_map(batch, noise_mode, n)
+                for i, n in zip((2 * r - 5, 2 * r - 4), level_noise)]
+        slabs = []
+        for lo_start, lo_stop, crop, length in slab_windows(self.img_shape[0], slab_size):
+            with tf.control_dependencies(slabs[-1:]):
+                window = tf.identity(x[:, lo_start:lo_stop])                     # [B, rows, Y/2, Z/2, C]
+            window_noise = [None if m is None else m[:, 2 * lo_start:2 * lo_stop] for m in maps]
+            slabs.append(self._slab(window, ws, noise_mode, window_noise, checkpoint, crop, length))
+        return tf.concat(slabs, axis=1)
+
+    def _slab(self, window, ws, noise_mode, window_noise, checkpoint, crop, length):
+        # [B, rows, Y/2, Z/2, C] -> [B, length, Y, Z, num_channels]. A function of its own so that, run
+        # eagerly, the slab's feature maps are freed before the next slab starts.
+        r = self.config.resolution_log2
+        y = self._block(r, window, ws, noise_mode, *window_noise, checkpoint)[:, crop:crop + length]
+        return self.to_images[str(r)](y, ws[:, 2 * r - 3])
+
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "fused_modconv": self.fused_modconv,
-                "gradient_checkpointing": self.gradient_checkpointing}
+                "gradient_checkpointing": self.gradient_checkpointing, "slab_size": self.slab_size}
+
+
+def check_slab_size(slab_size):
+    """slab_size as an int >= 0 (0: no slabs); ValueError otherwise."""
+    if slab_size is None:
+        return 0
+    if isinstance(slab_size, bool) or not isinstance(slab_size, (int, np.integer)) or slab_size < 0:
+        raise ValueError(f"slab_size must be a non-negative integer (0 or None: whole volume), got {slab_size!r}")
+    return int(slab_size)
