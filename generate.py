@@ -1,6 +1,7 @@
 """Generate volumes, style-mixing grids and interpolations with a trained generator (spec §7.1).
 
-  python generate.py --network PATH --seeds 0-9 [--trunc 0.7] [--trunc-cutoff N] [--noise-mode const] --outdir out/
+  python generate.py --network PATH --seeds 0-9 [--trunc 0.7] [--trunc-cutoff N] [--noise-mode const] [--slab-size 16] \
+      --outdir out/
   python generate.py --network PATH --row-seeds 1,2 --col-seeds 3-5 --col-styles 5-9 --outdir out/
   python generate.py --network PATH --interp 0,1 [--frames 10] [--space w|z] --outdir out/
 
@@ -9,6 +10,7 @@ PATH: a legacy .pkl, a .keras file or a training run folder (G_ema is used). The
 import os
 import sys
 
+import numpy as np
 from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,7 +28,10 @@ flags.DEFINE_string("col_styles", "0-6", "Style mixing: style layers taken from 
 flags.DEFINE_list("interp", None, "Interpolation: two seeds A,B.")
 flags.DEFINE_integer("frames", 10, "Interpolation: number of frames, endpoints included.")
 flags.DEFINE_enum("space", "w", ["w", "z"], "Interpolation: linear in W or spherical in Z.")
-flags.DEFINE_integer("batch_size", 4, "Volumes per forward pass.")
+flags.DEFINE_integer("batch_size", 4, "Volumes per forward pass.", lower_bound=1)
+flags.DEFINE_integer("slab_size", 0, "Compute the full-resolution level in slabs of this many voxels along the "
+                     "first axis: less memory (1 mm volumes, small machines), same volumes, slower. 0: whole.",
+                     lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -57,12 +62,13 @@ def main(argv):
     except (OSError, ValueError) as err:
         sys.exit(str(err) if str(FLAGS.network) in str(err) else f"{FLAGS.network}: {err}")
     opts = dict(psi=FLAGS.trunc, noise_mode=FLAGS.noise_mode, cutoff=FLAGS.trunc_cutoff,
-                batch_size=FLAGS.batch_size)
+                batch_size=FLAGS.batch_size, slab_size=FLAGS.slab_size)
     voxel_size = G.config.voxel_size
     if FLAGS.seeds:
         seeds = int_list("seeds", FLAGS.seeds)
-        gen.write_generated(FLAGS.outdir, seeds, gen.generate_volumes(G, seeds, **opts), voxel_size)
-        print(f"{len(seeds)} volumes -> {FLAGS.outdir}")
+        columns = int(np.ceil(np.sqrt(len(seeds))))
+        written = gen.write_generated_batches(FLAGS.outdir, gen.generated_batches(G, seeds, **opts), voxel_size, columns)
+        print(f"{written} volumes -> {FLAGS.outdir}")
     if FLAGS.row_seeds:
         rows, cols = int_list("row_seeds", FLAGS.row_seeds), int_list("col_seeds", FLAGS.col_seeds)
         try:

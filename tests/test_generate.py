@@ -54,6 +54,8 @@ def test_same_seed_same_volume_and_seeds_differ(G, noise_mode):
     b = gen.generate_volumes(G, [3, 4], psi=0.7, noise_mode=noise_mode)
     assert a.shape == (2, 12, 16, 20, 1) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
+    sliced = gen.generate_volumes(G, [3, 4], psi=0.7, noise_mode=noise_mode, batch_size=1, slab_size=3)
+    np.testing.assert_allclose(sliced, a, atol=TOL)
     assert max_diff(a[0], a[1]) > 0.05
 
 
@@ -133,6 +135,12 @@ def test_writers(G, tmp_path):
     assert not np.allclose(image.affine, np.eye(4))
     assert read_png(tmp_path / "seed0000.png").shape[0] == 20            # max(Y, Z) rows
     assert read_png(tmp_path / "montage.png").shape[0] > 20                # 2 rows of tiles
+    streamed = tmp_path / "streamed"                                       # batch by batch, as the command does
+    assert gen.write_generated_batches(streamed, gen.generated_batches(G, seeds, batch_size=2),
+                                       G.config.voxel_size, columns=2) == 3
+    np.testing.assert_array_equal(read_png(streamed / "montage.png"), read_png(tmp_path / "montage.png"))
+    np.testing.assert_array_equal(nib.load(str(streamed / "seed0002.nii.gz")).get_fdata(),
+                                  nib.load(str(tmp_path / "seed0002.nii.gz")).get_fdata())
     assert not list(tmp_path.glob("*tmp*"))
 
     rows, cols, mixed = gen.style_mix(G, [1, 2], [3], [3])
@@ -153,7 +161,7 @@ def test_cli(G, tmp_path):
     G.save(tmp_path / "G.keras")
     out = tmp_path / "out"
     cmd = [sys.executable, str(ROOT / "generate.py"), "--network", str(tmp_path / "G.keras"), "--seeds", "0-1",
-           "--trunc", "0.7", "--noise-mode", "random", "--outdir", str(out), "--row-seeds", "1,2",
+           "--trunc", "0.7", "--noise-mode", "random", "--slab-size", "5", "--outdir", str(out), "--row-seeds", "1,2",
            "--col-seeds", "3", "--col-styles", "2-3", "--interp", "0,1", "--frames", "3", "--space", "z"]
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
     expected = gen.generate_volumes(G, [1], psi=0.7, noise_mode="random")[0, ..., 0]

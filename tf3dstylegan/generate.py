@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf3dstylegan.data.nifti import save_volume
-from tf3dstylegan.training.preview import GAP, middle_slices, preview_grid, write_png
+from tf3dstylegan.training.preview import GAP, middle_slices, preview_grid, tile_grid, volume_tile, write_png
 
 PLANES = ("sagittal", "coronal", "axial")  # the order of preview.middle_slices
 
@@ -51,24 +51,42 @@ def seed_noise(G, seeds):
     return [np.stack(maps) for maps in zip(*per_seed)]
 
 
-def synthesize(G, ws, noise_mode="const", noise=None, batch_size=4):
+def compiled_synthesis(G, noise_mode="const", slab_size=None):
+    """A compiled synthesis pass: (ws [b, num_ws, w_dim], noise maps [b, x, y, z, 1] per layer or None) ->
+    volumes [b, X, Y, Z, C] as NumPy. slab_size: see SynthesisNetwork (less memory, same volumes)."""
+    run = tf.function(lambda ws, noise: G.synthesis(ws, noise_mode=noise_mode, noise=noise, slab_size=slab_size),
+                      reduce_retracing=True)
+
+    def synthesize_batch(ws, noise=None):
+        noise = None if noise is None else [tf.constant(n, tf.float32) for n in noise]
+        return run(tf.constant(ws, tf.float32), noise).numpy()
+    return synthesize_batch
+
+
+def synthesize(G, ws, noise_mode="const", noise=None, batch_size=4, slab_size=None):
     """ws [N, num_ws, w_dim] (+ optional noise maps [N, x, y, z, 1] per layer) -> volumes [N, X, Y, Z, C]."""
-    out = []
-    for i in range(0, len(ws), batch_size):
-        batch_noise = None if noise is None else [n[i:i + batch_size] for n in noise]
-        out.append(G.synthesis(tf.constant(ws[i:i + batch_size], tf.float32), noise_mode=noise_mode,
-                               noise=batch_noise).numpy())
-    return np.concatenate(out)
+    run = compiled_synthesis(G, noise_mode, slab_size)
+    return np.concatenate([run(ws[i:i + batch_size], None if noise is None else [n[i:i + batch_size] for n in noise])
+                           for i in range(0, len(ws), batch_size)])
 
 
 def _noise_for(G, seeds, noise_mode):
     return seed_noise(G, seeds) if noise_mode == "random" else None
 
 
-def generate_volumes(G, seeds, psi=1.0, noise_mode="const", cutoff=None, batch_size=4):
+def generated_batches(G, seeds, psi=1.0, noise_mode="const", cutoff=None, batch_size=4, slab_size=None):
+    """Yields (seeds, volumes [b, X, Y, Z, C] in [-1, 1]) batch by batch, holding one batch at a time."""
+    run = compiled_synthesis(G, noise_mode, slab_size)
+    seeds = list(seeds)
+    for i in range(0, len(seeds), batch_size):
+        batch = seeds[i:i + batch_size]
+        yield batch, run(seed_styles(G, batch, psi, cutoff), _noise_for(G, batch, noise_mode))
+
+
+def generate_volumes(G, seeds, psi=1.0, noise_mode="const", cutoff=None, batch_size=4, slab_size=None):
     """Volumes [N, X, Y, Z, C] in [-1, 1] of the seeds, truncation psi on style layers < cutoff (all if None)."""
-    ws = seed_styles(G, seeds, psi, cutoff)
-    return synthesize(G, ws, noise_mode, _noise_for(G, seeds, noise_mode), batch_size)
+    return np.concatenate([volumes for _, volumes in
+                           generated_batches(G, seeds, psi, noise_mode, cutoff, batch_size, slab_size)])
 
 
 def check_styles(G, col_styles):
@@ -79,18 +97,20 @@ def check_styles(G, col_styles):
     return sorted(set(col_styles))
 
 
-def style_mix(G, row_seeds, col_seeds, col_styles, psi=1.0, noise_mode="const", cutoff=None, batch_size=4):
+def style_mix(G, row_seeds, col_seeds, col_styles, psi=1.0, noise_mode="const", cutoff=None, batch_size=4,
+              slab_size=None):
     """(row volumes [R, ...], column volumes [C, ...], mixed [R, C, ...]) (Fig. 5).
 
     Mixed (r, c) = the row seed's ws with the layers col_styles taken from the column seed, and the row seed's
     noise maps."""
     col_styles = check_styles(G, col_styles)
-    rows, cols = (generate_volumes(G, s, psi, noise_mode, cutoff, batch_size) for s in (row_seeds, col_seeds))
+    rows, cols = (generate_volumes(G, s, psi, noise_mode, cutoff, batch_size, slab_size)
+                  for s in (row_seeds, col_seeds))
     row_ws, col_ws = seed_styles(G, row_seeds, psi, cutoff), seed_styles(G, col_seeds, psi, cutoff)
     mixed_ws = np.repeat(row_ws[:, np.newaxis], len(col_seeds), axis=1)           # [R, C, num_ws, w_dim]
     mixed_ws[:, :, col_styles] = col_ws[np.newaxis][:, :, col_styles]
     noise = _noise_for(G, [r for r in row_seeds for _ in col_seeds], noise_mode)
-    mixed = synthesize(G, mixed_ws.reshape((-1,) + row_ws.shape[1:]), noise_mode, noise, batch_size)
+    mixed = synthesize(G, mixed_ws.reshape((-1,) + row_ws.shape[1:]), noise_mode, noise, batch_size, slab_size)
     return rows, cols, mixed.reshape((len(row_seeds), len(col_seeds)) + mixed.shape[1:])
 
 
@@ -104,7 +124,8 @@ def slerp(a, b, t):
     return (np.sin((1.0 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
-def interpolate(G, seed_a, seed_b, frames, space="w", psi=1.0, noise_mode="const", cutoff=None, batch_size=4):
+def interpolate(G, seed_a, seed_b, frames, space="w", psi=1.0, noise_mode="const", cutoff=None, batch_size=4,
+                slab_size=None):
     """Volumes [frames, X, Y, Z, C] from seed_a to seed_b (both included): linear in W or spherical in Z.
 
     With noise_mode="random" the seeds' noise maps are interpolated spherically too."""
@@ -124,7 +145,7 @@ def interpolate(G, seed_a, seed_b, frames, space="w", psi=1.0, noise_mode="const
     if noise_mode == "random":
         noise = [np.stack([slerp(n_a, n_b, t) for t in ts]).astype(np.float32)
                  for n_a, n_b in zip(seed_inputs(G, seed_a)[1], seed_inputs(G, seed_b)[1])]
-    return synthesize(G, ws, noise_mode, noise, batch_size)
+    return synthesize(G, ws, noise_mode, noise, batch_size, slab_size)
 
 
 # ----------------------------------------------------------------------------------------------- writers
@@ -160,9 +181,18 @@ def plane_grid(cells, plane):
 
 def write_generated(outdir, seeds, volumes, voxel_size, columns=None):
     """`seed%04d.nii.gz` + `.png` per seed and `montage.png` (all seeds, three planes each)."""
-    write_volumes(outdir, [f"seed{s:04d}" for s in seeds], volumes, voxel_size)
-    columns = columns or int(np.ceil(np.sqrt(len(seeds))))
-    write_png(Path(outdir) / "montage.png", preview_grid(volumes, columns))
+    write_generated_batches(outdir, [(seeds, volumes)], voxel_size, columns or int(np.ceil(np.sqrt(len(seeds)))))
+
+
+def write_generated_batches(outdir, batches, voxel_size, columns):
+    """write_generated for (seeds, volumes) batches (e.g. generated_batches), written as they come: only the
+    montage's slices are kept. Returns the number of volumes written."""
+    tiles = []
+    for seeds, volumes in batches:
+        write_volumes(outdir, [f"seed{s:04d}" for s in seeds], volumes, voxel_size)
+        tiles += [volume_tile(v[..., 0]) for v in volumes]
+    write_png(Path(outdir) / "montage.png", tile_grid(tiles, columns))
+    return len(tiles)
 
 
 def write_style_mix(outdir, row_seeds, col_seeds, rows, cols, mixed, voxel_size):

@@ -33,8 +33,11 @@ def volume_tile(volume):
 
 def preview_grid(volumes, columns, drange=(-1.0, 1.0)):
     """[N, X, Y, Z, C] volumes (first channel shown) -> uint8 image, `columns` tiles per row, black gaps."""
-    volumes = np.asarray(volumes, np.float32)[..., 0]
-    tiles = [volume_tile(v) for v in volumes]
+    return tile_grid([volume_tile(v) for v in np.asarray(volumes, np.float32)[..., 0]], columns, drange)
+
+
+def tile_grid(tiles, columns, drange=(-1.0, 1.0)):
+    """volume_tile images -> uint8 image, `columns` tiles per row, black gaps."""
     th, tw = tiles[0].shape
     rows = -(-len(tiles) // columns)
     grid = np.full((rows * (th + GAP) - GAP, columns * (tw + GAP) - GAP), np.nan, np.float32)
