@@ -1,20 +1,23 @@
 """Generator inference and one G+D training step per preset: volumes/s, seconds, peak RSS, FLOPs.
 
     python bench/bench_networks.py --presets 2mm-fd16,2mm-fd32 --batch 2 --what infer,train
-Each measurement runs in a fresh subprocess (so peak RSS is its own) and prints one JSON line; a
-summary JSON list goes to --out. The training step is the one the original was timed with: G
-non-saturating logistic step then D logistic step, forward and backward, plain Adam, no regularisers.
+Each measurement runs in a fresh subprocess (so peak RSS is its own: VmHWM, see proc_memory.py) and
+prints one JSON line with the peak, the resident size right after `import tensorflow` (the runtime,
+the same for any TF program) and the difference (what the work itself took); a summary JSON list goes
+to --out. The training step is the one the original was timed with: G non-saturating logistic step
+then D logistic step, forward and backward, plain Adam, no regularisers.
 """
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
 from absl import app, flags
+
+from proc_memory import proc_status_gb
 
 flags.DEFINE_list("presets", ["2mm-fd16", "2mm-fd32", "2mm-fd64", "2mm-fd96", "1mm-fd16"], "Presets.")
 flags.DEFINE_list("what", ["infer", "train"], "infer and/or train.")
@@ -23,6 +26,7 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions after one warm-up.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Compute precision.")
 flags.DEFINE_bool("jit", False, "XLA-compile the timed function.")
 flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass.")
+flags.DEFINE_integer("slab_size", 0, "Compute the generator's last level in slabs of this many rows (0: whole).")
 flags.DEFINE_multi_string("override", [], "Config field override key=value for every preset (repeatable), "
                           "e.g. fmap_min=32 fmap_max=32 to measure a 1mm-fd32 variant.")
 flags.DEFINE_string("out", None, "Write the list of results as JSON here.")
@@ -62,14 +66,16 @@ def matmul_peak_gflops(n=4096, repeats=8):
 
 
 def measure(preset, what):
-    import keras
     import tensorflow as tf
+    rss_after_import = proc_status_gb("VmRSS")
+    import keras
     if FLAGS.precision != "float32":
         keras.mixed_precision.set_global_policy(FLAGS.precision)
     import tf3dstylegan
     from tf3dstylegan.config import parse_override
     overrides = dict(parse_override(text) for text in FLAGS.override)
     G, D = tf3dstylegan.build_networks(preset, gradient_checkpointing=FLAGS.gradient_checkpointing, **overrides)
+    G.synthesis.slab_size = FLAGS.slab_size
     batch = FLAGS.batch
     z = tf.random.normal([batch, G.z_dim])
     if what == "infer":
@@ -97,9 +103,10 @@ def measure(preset, what):
     seconds = (time.perf_counter() - start) / FLAGS.repeats
     result = {"preset": preset, "overrides": FLAGS.override, "what": what, "batch": batch,
               "precision": FLAGS.precision, "jit": FLAGS.jit,
-              "gradient_checkpointing": FLAGS.gradient_checkpointing,
+              "gradient_checkpointing": FLAGS.gradient_checkpointing, "slab_size": FLAGS.slab_size,
               "seconds_per_batch": seconds, "volumes_per_s": batch / seconds, "first_call_s": warmup,
-              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+              "rss_after_import_gb": rss_after_import, "peak_rss_gb": proc_status_gb("VmHWM"),
+              "peak_above_import_gb": proc_status_gb("VmHWM") - rss_after_import}
     if what == "infer":
         flops = generator_flops(G.config, batch)
         result.update(gflop=flops / 1e9, achieved_gflops=flops / seconds / 1e9)
@@ -134,7 +141,7 @@ def main(argv):
         for what in FLAGS.what:
             cmd = [sys.executable, __file__, f"--child={preset}:{what}", f"--batch={FLAGS.batch}",
                    f"--repeats={FLAGS.repeats}", f"--precision={FLAGS.precision}", f"--jit={FLAGS.jit}",
-                   f"--gradient_checkpointing={FLAGS.gradient_checkpointing}",
+                   f"--gradient_checkpointing={FLAGS.gradient_checkpointing}", f"--slab_size={FLAGS.slab_size}",
                    *[f"--override={text}" for text in FLAGS.override]]
             run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
