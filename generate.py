@@ -10,7 +10,6 @@ PATH: a legacy .pkl, a .keras file or a training run folder (G_ema is used). The
 import os
 import sys
 
-import numpy as np
 from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -66,8 +65,8 @@ def main(argv):
     voxel_size = G.config.voxel_size
     if FLAGS.seeds:
         seeds = int_list("seeds", FLAGS.seeds)
-        columns = int(np.ceil(np.sqrt(len(seeds))))
-        written = gen.write_generated_batches(FLAGS.outdir, gen.generated_batches(G, seeds, **opts), voxel_size, columns)
+        written = gen.write_generated_batches(FLAGS.outdir, gen.generated_batches(G, seeds, **opts), voxel_size,
+                                              gen.montage_columns(len(seeds)))
         print(f"{written} volumes -> {FLAGS.outdir}")
     if FLAGS.row_seeds:
         rows, cols = int_list("row_seeds", FLAGS.row_seeds), int_list("col_seeds", FLAGS.col_seeds)

@@ -26,7 +26,8 @@ flags.DEFINE_integer("repeats", 3, "Timed repetitions after one warm-up.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Compute precision.")
 flags.DEFINE_bool("jit", False, "XLA-compile the timed function.")
 flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass.")
-flags.DEFINE_integer("slab_size", 0, "Compute the generator's last level in slabs of this many rows (0: whole).")
+flags.DEFINE_integer("slab_size", 0, "Compute the generator's last level in slabs of this many rows (0: whole).",
+                     lower_bound=0)
 flags.DEFINE_multi_string("override", [], "Config field override key=value for every preset (repeatable), "
                           "e.g. fmap_min=32 fmap_max=32 to measure a 1mm-fd32 variant.")
 flags.DEFINE_string("out", None, "Write the list of results as JSON here.")
@@ -101,12 +102,13 @@ def measure(preset, what):
     for _ in range(FLAGS.repeats):
         fn(z).numpy()
     seconds = (time.perf_counter() - start) / FLAGS.repeats
+    peak = proc_status_gb("VmHWM")
     result = {"preset": preset, "overrides": FLAGS.override, "what": what, "batch": batch,
               "precision": FLAGS.precision, "jit": FLAGS.jit,
               "gradient_checkpointing": FLAGS.gradient_checkpointing, "slab_size": FLAGS.slab_size,
               "seconds_per_batch": seconds, "volumes_per_s": batch / seconds, "first_call_s": warmup,
-              "rss_after_import_gb": rss_after_import, "peak_rss_gb": proc_status_gb("VmHWM"),
-              "peak_above_import_gb": proc_status_gb("VmHWM") - rss_after_import}
+              "rss_after_import_gb": rss_after_import, "peak_rss_gb": peak,
+              "peak_above_import_gb": peak - rss_after_import}
     if what == "infer":
         flops = generator_flops(G.config, batch)
         result.update(gflop=flops / 1e9, achieved_gflops=flops / seconds / 1e9)

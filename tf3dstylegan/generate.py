@@ -179,9 +179,14 @@ def plane_grid(cells, plane):
     return np.clip(np.rint((grid + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+def montage_columns(count):
+    """Tiles per row of a montage of `count` volumes: a near-square grid."""
+    return int(np.ceil(np.sqrt(count)))
+
+
 def write_generated(outdir, seeds, volumes, voxel_size, columns=None):
     """`seed%04d.nii.gz` + `.png` per seed and `montage.png` (all seeds, three planes each)."""
-    write_generated_batches(outdir, [(seeds, volumes)], voxel_size, columns or int(np.ceil(np.sqrt(len(seeds)))))
+    write_generated_batches(outdir, [(seeds, volumes)], voxel_size, columns or montage_columns(len(seeds)))
 
 
 def write_generated_batches(outdir, batches, voxel_size, columns):
