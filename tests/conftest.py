@@ -7,14 +7,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
-LOCAL_FIXTURES = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "data"
+# How tests/data/tf1-2mm-fd16/reference.npz subsamples the original's [B, C, X, Y, Z] images.
+REFERENCE_CROPS = {"images": (slice(None),) * 2 + (slice(0, None, 2),) * 3,
+                   "images_psi05": (slice(None),) * 2 + (slice(1, None, 2),) * 3}
 
 
 @pytest.fixture(scope="session")
 def fixture_dir():
-    """The shared TF1 fixtures (../shared/fixtures, or a copy under tests/data)."""
-    for root in (FIXTURES, LOCAL_FIXTURES):
-        if (root / "tf1-2mm-fd16" / "network.pkl").is_file():
-            return root / "tf1-2mm-fd16"
-    pytest.fail("TF1 fixtures not found in ../shared/fixtures or tests/data")
+    """The network written by the original TF1 code, with its outputs (tests/data/tf1-2mm-fd16/README.md)."""
+    return DATA / "tf1-2mm-fd16"
+
+
+def reference_crop(volumes, key):
+    """Our channels-last [B, X, Y, Z, C] volumes subsampled as the stored reference `key`, channels-first."""
+    import numpy as np
+    return np.transpose(np.asarray(volumes), (0, 4, 1, 2, 3))[REFERENCE_CROPS[key]]

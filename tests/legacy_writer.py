@@ -1,4 +1,4 @@
-"""Test-side writer of original-layout (G, D, Gs) pickles for any configuration, from spec §2.3-§2.7.
+"""Test-side writer of original-layout (G, D, Gs) pickles for any configuration, from docs/original-code.md
 
 Independent of tf3dstylegan.legacy: variable names and shapes follow the spec's general rule, values
 are random (std 1 for weights, 0.2 for biases, strengths and buffers, as the shared fixture does).

@@ -1,7 +1,7 @@
 """An independent NumPy implementation of the original 3D-StyleGAN, written from the spec.
 
 Channels-first `[N, C, D0, D1, D2]` like the original, dense 5x5x5 FIR, zero-insertion up-sampling,
-and parameters taken straight from TF1-named variable dicts (spec §2.5-§2.7, §3). Slow; small sizes only.
+and parameters taken straight from TF1-named variable dicts. Slow; small sizes only.
 """
 import math
 

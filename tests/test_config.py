@@ -41,7 +41,41 @@ def test_overrides_files_and_round_trip(tmp_path):
     assert load_config({"base_size": [4, 4, 4], "img_shape": [32, 32, 32]}).resolution_log2 == 5
     assert parse_override("batch_size=2") == ("batch_size", 2)
     assert parse_override("d_loss=logistic_r1") == ("d_loss", "logistic_r1")
-    with pytest.raises(ValueError, match="d_loss must be one of"):
+    with pytest.raises(ValueError, match="config field d_loss: must be one of"):
         Config(d_loss="wgan")
     with pytest.raises(ValueError, match="key=value"):
         parse_override("batch_size")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("base_size", 5, "base_size: expected a list of 3 integers"),
+    ("base_size", [0, 6, 7], "base_size: must be 3 positive integers"),
+    ("batch_size", "abc", "batch_size: expected an integer, got 'abc'"),
+    ("batch_size", 0, "batch_size: must be >= 1"),
+    ("fmap_max", 0, "fmap_max: must be in"),
+    ("resolution_log2", 4.5, "resolution_log2: expected an integer"),
+    ("resolution_log2", 40, "resolution_log2: must be in"),
+    ("g_lr", float("nan"), "g_lr: expected a finite number"),
+    ("g_lr", "0.1", "g_lr: expected a finite number"),
+    ("no_noise", 1, "no_noise: expected true or false"),
+    ("name", "../outside", "name: must be a plain name"),
+    ("d_reg_interval", 0, "d_reg_interval: must be >= 1"),
+    ("g_architecture", "unet", "g_architecture: must be one of"),
+])
+def test_every_field_is_type_and_range_checked(field, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        load_config("2mm-fd16", **{field: value})
+
+
+def test_model_and_training_configs_are_separate(tmp_path):
+    from tf3dstylegan.config import ModelConfig, TrainingConfig, load_model_config
+    cfg = load_config("2mm-fd16", batch_size=2)
+    assert isinstance(cfg.model, ModelConfig) and not hasattr(cfg.model, "batch_size")
+    assert isinstance(cfg.training, TrainingConfig) and cfg.training.batch_size == 2
+    assert load_model_config(cfg.to_dict()) == cfg.model  # a dict with training fields (older .keras files)
+    assert load_model_config("2mm-fd16") == cfg.model
+    with pytest.raises(ValueError, match="unknown config fields"):
+        load_model_config({"fmap_maxx": 3})
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="a config file must hold a JSON object"):
+        load_config(tmp_path / "list.json")

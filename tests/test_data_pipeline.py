@@ -1,4 +1,4 @@
-"""make_dataset: round trip, shuffling, mirror augment, sharding and tf.distribute."""
+"""make_dataset: round trip, shuffling, mirror augment, sharding, tf.distribute and bad records."""
 import json
 import subprocess
 import sys
@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tf3dstylegan.data import create_from_images3d, make_dataset
-from tf3dstylegan.data.records import RecordWriter
+from tf3dstylegan.data.pipeline import bad_record_message
+from tf3dstylegan.data.records import RecordWriter, serialize_volume
 
 SHAPE = (12, 16, 20)
 
@@ -127,3 +128,22 @@ def test_several_channels_come_out_channels_last(tmp_path):
             writer.write(volume)
     batch = next(iter(make_dataset(tmp_path, 2, shuffle=False, repeat=False)))
     np.testing.assert_allclose(batch.numpy(), volumes * 2 - 1, atol=1e-6)
+
+
+def test_bad_records_met_while_training_are_named(tmp_path, records):
+    file = next(records.glob("*.tfrecords"))
+    with tf.io.TFRecordWriter(str(tmp_path / "extra")) as writer:
+        writer.write(serialize_volume(np.zeros((1, 6, 8, 10))))
+    file.write_bytes(file.read_bytes() + (tmp_path / "extra").read_bytes())
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        for _ in make_dataset(records, 4, shuffle=False, repeat=False):
+            pass
+    assert bad_record_message(err.value, records).startswith(f"{file}: a record of shape [1 6 8 10]")
+    data = bytearray(file.read_bytes())
+    data[100] ^= 0xFF  # inside the first record's payload
+    file.write_bytes(bytes(data))
+    with pytest.raises(tf.errors.DataLossError) as err:
+        for _ in make_dataset(records, 4, shuffle=False, repeat=False):
+            pass
+    assert bad_record_message(err.value, records).startswith(f"{records}: a record file is corrupt (corrupted record")
+    assert bad_record_message(ValueError("other"), records) is None

@@ -1,4 +1,6 @@
-"""The original's TFRecord layout (spec §6.1): writing, reading, LOD folders, shards, interruption."""
+"""The original's TFRecord layout: writing, reading, LOD folders, shards, interruption, permissions."""
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf3dstylegan.data import records
 from tf3dstylegan.data.records import (RecordWriter, count_records, dataset_info, full_resolution_files,
                                        read_volumes)
 from tf3dstylegan.data.volumes import DataError
@@ -85,6 +88,20 @@ def test_exception_during_write_leaves_no_file(tmp_path):
             writer.write(random_volumes(1)[0])
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with RecordWriter(tmp_path / "new", 4):
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []  # the folder it made is gone too
+
+
+def test_record_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with RecordWriter(tmp_path, 4) as writer:
+            writer.write(random_volumes(1)[0])
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(next(tmp_path.glob("*.tfrecords")).stat().st_mode) == 0o644  # not mkstemp's 0600
 
 
 @pytest.mark.slow
@@ -118,3 +135,27 @@ def test_missing_or_empty_records_folder(tmp_path):
         dataset_info(tmp_path)
     with pytest.raises(DataError, match="no such"):
         dataset_info(tmp_path / "absent")
+
+
+def test_writer_refuses_nan_and_ignores_planted_temporary_links(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    (tmp_path / "out").mkdir()
+    os.symlink(victim, tmp_path / "out" / "out-r04.tfrecords.tmp")  # the temporary name of earlier versions
+    with RecordWriter(tmp_path / "out", 4) as writer:
+        writer.write(np.ones(SHAPE, np.float32))
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            writer.write(np.full(SHAPE, np.nan, np.float32))
+    assert victim.read_text() == "keep" and not (tmp_path / "out" / "out-r04.tfrecords").is_symlink()
+    assert len(list(read_volumes(tmp_path / "out"))) == 1
+
+
+def test_unwritable_folder_is_one_line_naming_it(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(records.tempfile, "mkstemp", refuse)  # what a read-only folder does to a non-root user
+    with pytest.raises(DataError) as err:
+        RecordWriter(tmp_path / "out", 4)
+    assert str(err.value) == f"{tmp_path / 'out'}: cannot write: Permission denied"
+    assert list(tmp_path.iterdir()) == []

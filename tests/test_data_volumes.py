@@ -142,3 +142,22 @@ def test_read_volume_returns_affine(tmp_path):
     save_nifti(tmp_path / "v.nii", np.ones(SHAPE), affine)
     _, read_affine = read_volume(tmp_path / "v.nii")
     np.testing.assert_allclose(read_affine, affine)
+
+
+def test_claimed_size_is_checked_before_reading(tmp_path):
+    nifti = save_nifti(tmp_path / "v.nii.gz", np.ones(SHAPE))
+    np.savez(tmp_path / "v.npz", vol_data=np.ones(SHAPE, np.float32))
+    for path in (nifti, tmp_path / "v.npz"):
+        with pytest.raises(DataError, match="header claims shape 12x16x20 = 3840 voxels") as err:
+            read_volume(path, max_voxels=3839)
+        assert_one_line_error(err, path)
+        assert read_volume(path, max_voxels=3840)[0].shape == SHAPE  # a larger limit lets it through
+
+
+@pytest.mark.parametrize("mode", ["minmax", "percentile"])
+def test_extreme_float32_values_normalise_without_nan(tmp_path, mode):
+    volume = np.random.default_rng(0).uniform(-3e38, 3e38, SHAPE).astype(np.float32)
+    volume[0, 0, 0], volume[0, 0, 1] = np.finfo(np.float32).max, np.finfo(np.float32).min
+    data, raw = load_volume(save_nifti(tmp_path / "a.nii", volume), base_size=BASE, normalize=mode)
+    assert np.isfinite(data).all() and data.min() == 0.0 and data.max() == 1.0
+    assert raw == (float(np.finfo(np.float32).min), float(np.finfo(np.float32).max))

@@ -1,4 +1,4 @@
-"""dataset_tool.py and its API: create-from-images3d, bad inputs, --skip-bad, split."""
+"""dataset_tool.py and its API: create-from-images3d, bad inputs, --skip-bad, split, labels, info --verify."""
 import os
 import subprocess
 import sys
@@ -8,6 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tf3dstylegan import cli
+from tf3dstylegan.commands.dataset import normalize_argv
 from tf3dstylegan.data import DataError, create_from_images3d, split_folder
 from tf3dstylegan.data.records import dataset_info, read_volumes
 
@@ -139,12 +141,40 @@ def test_split_is_seeded_without_replacement_with_absolute_links(tmp_path, monke
 
 
 def test_argv_accepts_original_and_dashed_spellings():
-    sys.path.insert(0, str(ROOT))
-    from dataset_tool import normalize_argv  # pylint: disable=import-outside-toplevel
     assert normalize_argv(["t", "create_from_images3d", "o", "i", "--base_size", "5", "6", "7", "--shuffle", "0"]) \
         == ["t", "create_from_images3d", "o", "i", "--base_size=5,6,7", "--noshuffle"]
     assert normalize_argv(["t", "--base-size=3,4,5", "--voxel-size", "2", "--shape", "80", "96", "112", "x"]) \
-        == ["t", "--base_size=3,4,5", "--voxel_size", "2", "--shape=80,96,112", "x"]
+        == ["t", "--base-size=3,4,5", "--voxel-size", "2", "--shape=80,96,112", "x"]
+    assert normalize_argv(["t", "demo", "--labels"]) == ["t", "demo", "--labels=demo"]
+    assert normalize_argv(["t", "demo", "--labels", "--seed", "1"]) == ["t", "demo", "--labels=demo", "--seed", "1"]
+
+
+def run_in_process(capsys, *argv):
+    code = cli.run("tf3dstylegan.commands.dataset", normalize_argv(["dataset_tool.py", *map(str, argv)]))
+    return code, capsys.readouterr()
+
+
+def test_command_creates_labels_and_verifies(tmp_path, capsys):
+    make_inputs(tmp_path / "in", n=4)
+    table = tmp_path / "participants.csv"
+    table.write_text("participant_id,age,group\ns0,60,a\ns1,70,b\ns2,80,a\ns3,90,b\n")
+    code, out = run_in_process(capsys, "create_from_images3d", tmp_path / "out", tmp_path / "in", "--base-size", 3, 4,
+                               5, "--labels", table, "--shards", 2)
+    assert code == 0, out.err
+    assert "wrote 4 volumes" in out.out and "labels: 3 values per volume from age (mean 75" in out.out
+    assert "4/4" in out.out  # the keras progress bar
+    code, out = run_in_process(capsys, "info", tmp_path / "out", "--verify")
+    assert code == 0 and out.out.startswith("4 volumes of shape (12, 16, 20)")
+    assert "labels: 3 values per volume (age, group)" in out.out and "verified 4 records in 2 file(s)" in out.out
+
+
+def test_command_builds_the_conditional_demo(tmp_path, capsys):
+    code, out = run_in_process(capsys, "demo", "--labels", "--voxel-size", 4, "--num-subjects", 2,
+                               "--cache-dir", tmp_path)
+    assert code == 0, out.err
+    path = Path(out.out.strip())
+    assert path.parent == tmp_path and "conditional" in path.name
+    assert {"participants.tsv", "labels.json", f"{path.name}-rxx.labels"} <= {p.name for p in path.iterdir()}
 
 
 def run_tool(*args):
@@ -157,9 +187,9 @@ def test_cli_error_exit_and_skip_bad(tmp_path):
     make_inputs(tmp_path / "in", n=3)
     path = bad_file(tmp_path / "in", "nan")
     failed = run_tool("create-from-images3d", tmp_path / "out", tmp_path / "in", "--base-size", 3, 4, 5)
-    assert failed.returncode != 0
-    assert failed.stderr.strip().splitlines()[-1].startswith(f"{path}: contains")
-    assert "Traceback" not in failed.stderr
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [f"dataset_tool.py: error: {path}: contains 1 NaN or Inf values"]
+    assert "Traceback" not in failed.stderr and not (tmp_path / "out").exists()
     done = run_tool("create-from-images3d", tmp_path / "out", tmp_path / "in", "--base-size", 3, 4, 5,
                     "--skip-bad", "--shards", 2)
     assert done.returncode == 0, done.stderr

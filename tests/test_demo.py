@@ -1,4 +1,6 @@
-"""The MNI152-based demo dataset: distinct, brain-shaped, deterministic, cached atomically."""
+"""The MNI152-based demo dataset: distinct, brain-shaped, deterministic, cached atomically; the
+conditional variant's covariates and their known effects."""
+import hashlib
 import time
 
 import nibabel as nib
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tf3dstylegan.data import demo
+from tf3dstylegan.data import anatomy, demo, read_labels
 from tf3dstylegan.data.nifti import grid_affine
 from tf3dstylegan.data.records import dataset_info, read_volumes
 
@@ -101,3 +103,40 @@ def test_default_2mm_demo_builds_quickly(tmp_path):
     info = dataset_info(path)
     assert info.img_shape == (80, 96, 112) and info.num_volumes == demo.DEFAULT_SUBJECTS
     assert seconds < 45.0, f"building the default demo took {seconds:.1f} s"
+
+
+def test_unconditional_demo_is_unchanged(demo_dir):
+    """The cache key and the stored volumes of the plain demo are those from before covariates existed."""
+    assert demo_dir.name == "mni152-demo-v1-4mm-n4-seed0"
+    assert not list(demo_dir.glob("*.labels")) and "covariates" not in (demo_dir / "demo.json").read_text()
+    digest = hashlib.sha256(b"".join(v.tobytes() for v in read_volumes(demo_dir))).hexdigest()
+    assert digest.startswith("8679e9fd39ce"), digest  # measured with the code before covariates existed
+
+
+def test_age_enlarges_the_ventricles_of_the_same_subject():
+    shape = demo.demo_shape(VOXEL)
+    volumes = {(age, sex): demo.make_subject(np.random.default_rng([0, 1]), shape, VOXEL, {"age": age, "sex": sex})
+               for age in (50, 70, 90) for sex in "FM"}
+    for sex in "FM":
+        sizes = [anatomy.ventricle_volume(volumes[age, sex], VOXEL) for age in (50, 70, 90)]
+        assert sizes[0] < sizes[1] < sizes[2], sizes
+        assert 1.3 < sizes[2] / sizes[0] < 2.5, sizes  # documented: about +70 % from 50 to 90 years
+    brain = {sex: np.sum(volumes[70, sex] > 0.05) for sex in "FM"}
+    assert 1.05 < brain["M"] / brain["F"] < 1.25, brain  # 4 % per axis: about 13 % in volume
+    plain = demo.make_subject(np.random.default_rng([0, 1]), shape, VOXEL)
+    assert np.corrcoef(plain.ravel(), volumes[50, "F"].ravel())[0, 1] > 0.9  # the same random anatomy
+
+
+def test_conditional_demo_has_covariates_with_a_known_age_effect(tmp_path):
+    path = demo.demo_dataset(voxel_size=VOXEL, num_subjects=12, cache_dir=tmp_path, conditional=True)
+    assert path.name == "mni152-demo-conditional-v1.1-4mm-n12-seed0"
+    encoding, labels = read_labels(path)
+    assert encoding.names == ("age", "sex") and labels.shape == (12, 3) and dataset_info(path).label_size == 3
+    covariates = [encoding.decode(row) for row in labels]
+    assert covariates == [pytest.approx(demo.subject_covariates(0, i)) for i in range(12)]
+    table = (path / "participants.tsv").read_text().splitlines()
+    assert table[0] == "participant_id\tage\tsex" and table[1].startswith("subject_000\t")
+    ages = np.array([c["age"] for c in covariates])
+    sizes = np.array([anatomy.ventricle_volume(v, VOXEL) for v in read_volumes(path)]) / 1000.0  # ml
+    slope = np.polyfit(ages, sizes, 1)[0]
+    assert 0.05 < slope < 0.4, slope  # ml per year; documented: about 0.2 (0.26 measured here)

@@ -6,12 +6,12 @@ from pathlib import Path
 import keras
 import nibabel as nib
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from tf3dstylegan import generate as gen
 from tf3dstylegan.data.nifti import grid_affine
 from tf3dstylegan.networks import build_generator
-from tf3dstylegan.training.preview import read_png
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-5  # same inputs through different batch compositions
@@ -43,9 +43,23 @@ def test_parse_int_list():
             gen.parse_int_list(bad)
 
 
-def test_underscore_flag_names():
+def read_png(path):
+    """Decoded by TensorFlow's PNG decoder (independent of our encoder): [H, W] uint8."""
+    return tf.io.decode_png(path.read_bytes(), channels=1).numpy()[..., 0]
+
+
+def test_flag_names_take_dashes_or_underscores():
+    from tf3dstylegan.cli import normalize_flag_names
     argv = ["prog", "--noise-mode", "const", "--col-styles=5-9", "--w-plus", "-1"]
-    assert gen.underscore_flag_names(argv) == ["prog", "--noise_mode", "const", "--col_styles=5-9", "--w_plus", "-1"]
+    assert normalize_flag_names(argv) == ["prog", "--noise_mode", "const", "--col_styles=5-9", "--w_plus", "-1"]
+
+
+def test_seed_ranges_are_not_expanded():
+    seeds = gen.parse_int_list("0-1999999999,5")
+    assert len(seeds) == 2_000_000_001 and seeds[1_999_999_999] == 1_999_999_999 and seeds[-1:] == [5]
+    assert list(gen.parse_int_list("2-4,9")) == [2, 3, 4, 9]
+    with pytest.raises(ValueError, match="too large"):
+        gen.parse_int_list("4294967296")
 
 
 @pytest.mark.parametrize("noise_mode", ["const", "random", "none"])
@@ -133,8 +147,8 @@ def test_writers(G, tmp_path):
     np.testing.assert_allclose(data, np.clip((volumes[1, ..., 0] + 1) / 2, 0, 1), atol=1e-6)
     np.testing.assert_allclose(image.affine, grid_affine((12, 16, 20), G.config.voxel_size))
     assert not np.allclose(image.affine, np.eye(4))
-    assert read_png(tmp_path / "seed0000.png").shape[0] == 20            # max(Y, Z) rows
-    assert read_png(tmp_path / "montage.png").shape[0] > 20                # 2 rows of tiles
+    assert read_png(tmp_path / "seed0000.png").shape[0] == 20 * 6        # max(Y, Z) rows, enlarged to >= 96 px
+    assert read_png(tmp_path / "montage.png").shape[0] > 20 * 6            # 2 rows of tiles
     streamed = tmp_path / "streamed"                                       # batch by batch, as the command does
     assert gen.write_generated_batches(streamed, gen.generated_batches(G, seeds, batch_size=2),
                                        G.config.voxel_size, columns=2) == 3
@@ -146,9 +160,9 @@ def test_writers(G, tmp_path):
     rows, cols, mixed = gen.style_mix(G, [1, 2], [3], [3])
     gen.write_style_mix(tmp_path, [1, 2], [3], rows, cols, mixed, G.config.voxel_size)
     assert (tmp_path / "mix-0002-0003.nii.gz").is_file()
-    axial = read_png(tmp_path / "style_mix_axial.png")                    # 3x2 cells of [Y, X] = [16, 12]
-    assert axial.shape == (3 * 16 + 2 * 2, 2 * 12 + 2)
-    assert axial[:16, :12].max() == 0 and axial[:16, 14:].max() > 0       # blank corner, column image
+    axial = read_png(tmp_path / "style_mix_axial.png")                    # 3x2 cells of [Y, X] = [16, 12] * 6
+    assert axial.shape == (3 * 96 + 2 * 2, 2 * 72 + 2)
+    assert axial[:96, :72].max() == 0 and axial[:96, 74:].max() > 0       # blank corner, column image
 
     frames = gen.interpolate(G, 0, 1, 4)
     gen.write_interpolation(tmp_path, 0, 1, frames, G.config.voxel_size)
@@ -170,5 +184,9 @@ def test_cli(G, tmp_path):
     for name in ("montage.png", "mix-0001-0003.nii.gz", "style_mix_sagittal.png", "interp-z-0000-0001-002.nii.gz"):
         assert (out / name).is_file(), name
     bad = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--network", str(tmp_path / "nope.keras"),
-                          "--seeds", "0", "--outdir", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode != 0 and "nope.keras" in bad.stderr.strip().splitlines()[-1]
+                          "--seeds", "0", "--outdir", str(tmp_path / "bad")], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "nope.keras" in bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bad").exists()
+    assert len(bad.stderr.strip().splitlines()) == 1  # one line, no TensorFlow notices
+    again = subprocess.run(cmd[:8] + ["--outdir", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 2 and "--outdir" in again.stderr and "--overwrite" in again.stderr

@@ -63,6 +63,42 @@ def test_subset_without_reference_and_iterable_input():
     assert set(res) == {"num", "bmmd2", "bmmd2_std"}
 
 
+def test_feature_metrics_memorisation_and_ranges(tmp_path):
+    from tf3dstylegan.metrics import kid, memorisation, precision_recall
+    data, stub = real_volumes(24), StubExtractors()
+    fakes = np.concatenate(list(runner.generated_batches(StandInG(), 8, 4, 0)))
+    halves_a = np.concatenate([data[0:4], data[8:12]])
+    train = np.concatenate([data[16:], fakes[:3]])  # three generated volumes are copies of training volumes
+    res = runner.compute_metrics(StandInG(), data, metrics=["kid3d", "pr3d", "memorisation"], num=8, batch_size=4,
+                                 extractors=stub, intervals=6, train_data=train, memorisation_png=tmp_path / "m.png")
+    assert res["kid3d"] == pytest.approx(kid.kid_from_features(stub.deepbet(fakes), stub.deepbet(halves_a)))
+    precision, recall = precision_recall.precision_recall(stub.deepbet(fakes), stub.deepbet(halves_a))
+    assert (res["precision3d"], res["recall3d"]) == (precision, recall)
+    factor = memorisation.pool_factor(SHAPE[:3])
+    check = memorisation.check(memorisation.pool_volumes(fakes, factor), memorisation.pool_volumes(train, factor))
+    assert res["memorisation_fraction"] == check["fraction"] and check["flagged"][:3].all()
+    assert res["real_memorisation_fraction"] < res["memorisation_fraction"]
+    for key in ("kid3d", "precision3d", "recall3d", "memorisation_fraction", "real_kid3d"):
+        assert res[f"{key}_lo"] <= res[f"{key}_hi"] and res[f"{key}_n"] == 8.0
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_medicalnet_features_through_the_runner():
+    """The tiny MedicalNet (tests/data) as the 3D feature network: keys, values, real row."""
+    from pathlib import Path
+    from tf3dstylegan.metrics import frechet
+    metrics = ["fid_medicalnet", "kid_medicalnet", "pr_medicalnet"]
+    networks = runner.FeatureExtractors(metrics, medicalnet_weights=Path(__file__).parent / "data" /
+                                        "medicalnet_tiny.pth")
+    data = real_volumes(16)
+    res = runner.compute_metrics(StandInG(), data, metrics=metrics, num=8, batch_size=8, extractors=networks)
+    assert {"fid_medicalnet", "kid_medicalnet", "precision_medicalnet", "recall_medicalnet"} <= set(res)
+    fakes = np.concatenate(list(runner.generated_batches(StandInG(), 8, 8, 0)))
+    expected = frechet.fid_from_features(networks.medicalnet(fakes), networks.medicalnet(data[:8]))
+    assert res["fid_medicalnet"] == pytest.approx(expected, rel=1e-6)
+    assert res["real_fid_medicalnet"] < res["fid_medicalnet"]
+
+
 def test_errors():
     stub = StubExtractors()
     with pytest.raises(ValueError, match="only 5 volumes, 8 needed"):
@@ -74,6 +110,10 @@ def test_errors():
         runner.compute_metrics(StandInG(), np.zeros((8, 16, 16, 16, 1), np.float32), num=4, extractors=stub)
     with pytest.raises(ValueError, match="unknown metrics"):
         runner.compute_metrics(StandInG(), real_volumes(8), metrics=["is"], num=4, extractors=stub)
+    with pytest.raises(ValueError, match="intervals"):
+        runner.compute_metrics(StandInG(), real_volumes(8), metrics=["bmmd2"], num=4, extractors=stub, intervals=1)
+    with pytest.raises(ValueError, match="medicalnet_weights: required"):
+        runner.compute_metrics(StandInG(), real_volumes(8), metrics=["kid_medicalnet"], num=4)
 
 
 @pytest.mark.slow
@@ -89,8 +129,9 @@ def test_cli_on_demo_dataset_with_real_networks(tmp_path):
     G, _ = tf3dstylegan.build_networks(tf3dstylegan.load_config("2mm-fd16", resolution_log2=5, voxel_size=4.0))
     G.save(tmp_path / "G.keras")
     out = tmp_path / "metrics.json"
-    cmd = [sys.executable, "-m", "tf3dstylegan", "metrics", "--network", str(tmp_path / "G.keras"), "--num", "8",
-           "--batch_size", "4", "--out", str(out)]
+    cmd = [sys.executable, "-m", "tf3dstylegan", "metrics",
+           "--network", str(tmp_path / "G.keras"), "--num", "8", "--batch_size", "4",
+           "--metrics", "fid_slices,bmmd2,msssim,fid3d,kid_slices,kid3d,pr3d,memorisation", "--out", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0, result.stderr[-2000:]
     values = json.loads(out.read_text())
@@ -98,6 +139,10 @@ def test_cli_on_demo_dataset_with_real_networks(tmp_path):
         assert np.isfinite(values[key]) and np.isfinite(values[f"real_{key}"])
         assert f"{key} " in result.stdout
     assert values["fid_axial"] > values["real_fid_axial"] and values["bmmd2"] > values["real_bmmd2"]
+    for key in ("kid_axial", "kid3d", "precision3d", "recall3d", "memorisation_fraction"):
+        assert np.isfinite(values[key]) and f"{key} " in result.stdout
+    assert values["fid3d_lo"] <= values["fid3d_hi"] and values["fid3d_n"] == 8.0
+    assert (tmp_path / "metrics_memorisation.png").is_file()
     assert not list(tmp_path.glob("*.tmp"))
     bad = subprocess.run(cmd[:-2] + ["--data", str(tmp_path / "missing")], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))

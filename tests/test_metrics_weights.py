@@ -38,14 +38,14 @@ def test_wheel_conversion_round_trip(tmp_path):
     assert converted.exists() and not list(tmp_path.glob("*.tmp"))
 
 
-def test_cli_reports_cached_paths(tmp_path):
-    import subprocess
-    import sys
+def test_command_reports_cached_paths(tmp_path, capsys):
+    from tf3dstylegan import cli
     cache = tmp_path / "cache"
     cache.mkdir()
     np.savez(cache / weights.SOURCES["deepbet"]["npz"], x=np.zeros(2))
-    cmd = [sys.executable, "-m", "tf3dstylegan.metrics.weights", "--which", "deepbet", "--cache_dir", str(cache)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    assert result.returncode == 0 and str(cache / weights.SOURCES["deepbet"]["npz"]) in result.stdout
-    bad = subprocess.run(cmd[:-4] + ["--which", "vgg"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown weights 'vgg'" in bad.stderr
+    argv = ["metrics-weights", "--which", "deepbet", "--cache_dir", str(cache)]
+    assert cli.run("tf3dstylegan.commands.metrics_weights", argv) == 0
+    assert str(cache / weights.SOURCES["deepbet"]["npz"]) in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run("tf3dstylegan.commands.metrics_weights", argv[:1] + ["--which", "vgg"])
+    assert exit_info.value.code == 2 and "--which: unknown weights ['vgg']" in capsys.readouterr().err

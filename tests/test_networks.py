@@ -114,13 +114,25 @@ def test_bad_arguments_raise_value_errors():
         tf3dstylegan.load_config("2mm-fd16", fmaps=3)
 
 
-@pytest.mark.parametrize("layer", [
-    L.EqualizedDense(5, lrmul=0.1, activation="lrelu"), L.EqualizedConv3D(3, 3, down=True, use_bias=False),
-    L.ModConv3D(4, 3, demodulate=False, up=True), L.NoiseInjection(enabled=False), L.SynthesisLayer(4, 3, up=True),
-    L.ToImage(2), L.ConstantInput(3, (2, 3, 4)), L.MinibatchStddev3D(2, 1), L.Upsample3D(), L.Downsample3D()])
-def test_layers_round_trip_through_config(layer):
+@pytest.mark.parametrize("cls, kwargs", [
+    (L.EqualizedDense, dict(units=5, lrmul=0.1, activation="lrelu")),
+    (L.EqualizedConv3D, dict(filters=3, kernel_size=3, down=True, use_bias=False)),
+    (L.ModConv3D, dict(filters=4, kernel_size=3, demodulate=False, up=True)),
+    (L.NoiseInjection, dict(enabled=False)),
+    (L.SynthesisLayer, dict(filters=4, kernel_size=3, up=True, use_noise=False, fused=True)),
+    (L.ToImage, dict(channels=2, fused=True)), (L.ConstantInput, dict(channels=3, base_size=(2, 3, 4))),
+    (L.MinibatchStddev3D, dict(group_size=2, num_features=3)), (L.Upsample3D, {}), (L.Downsample3D, {})])
+def test_layers_round_trip_through_config(cls, kwargs):
+    """Every non-default constructor argument survives serialisation (a field dropped from get_config or ignored
+    by from_config gives the clone the default instead)."""
+    layer = cls(**kwargs)
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
+    assert type(clone) is cls
+    config = clone.get_config()
+    for key, value in kwargs.items():
+        stored = config[key]
+        assert (list(stored) if isinstance(stored, (tuple, list)) else stored) == \
+            (list(value) if isinstance(value, tuple) else value), key
 
 
 def test_gradient_checkpointing_gives_the_same_first_order_gradients():

@@ -55,7 +55,7 @@ def test_upsample3d_and_downsample3d(rng, shape):
 
 
 def test_upsample3d_gain_is_four_inside():
-    """Nearest repetition then gain 4: a constant becomes 4x away from the borders (spec §3.3)."""
+    """Nearest repetition then gain 4: a constant becomes 4x away from the borders."""
     up = ops.upsample3d(tf.ones([1, 6, 6, 6, 1])).numpy()
     np.testing.assert_allclose(up[0, 4:-4, 4:-4, 4:-4, 0], 4.0, rtol=1e-5)
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf3dstylegan.io import to_unit_range
+
 from tf3dstylegan import generate as gen
 from tf3dstylegan import projector
 from tf3dstylegan.data.nifti import save_volume
@@ -163,13 +165,13 @@ def test_w_plus_projection_with_noise_recovers():
 def test_cli(G, tmp_path):
     G.save(tmp_path / "G.keras")
     target = gen.generate_volumes(G, [5])[0]
-    save_volume(tmp_path / "scan.nii.gz", gen.to_data_range(target), G.config.voxel_size)
+    save_volume(tmp_path / "scan.nii.gz", to_unit_range(target), G.config.voxel_size)
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, str(ROOT / "project.py"), "--network", str(tmp_path / "G.keras"),
                           "--target", str(tmp_path / "scan.nii.gz"), "--outdir", str(out), "--steps", "20",
                           "--w-plus", "--seed", "2"], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
-    assert "20/20 loss" in run.stderr and "PSNR" in run.stdout
+    assert "20/20" in run.stdout and "PSNR" in run.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] == 20 and report["w_plus"] and {"mse", "psnr", "ssim"} <= report.keys()
     with np.load(out / "projected_w.npz") as npz:
@@ -183,4 +185,5 @@ def test_cli(G, tmp_path):
                           "--target", str(tmp_path / "bad.nii.gz"), "--outdir", str(out)],
                          capture_output=True, text=True, cwd=ROOT)
     last = bad.stderr.strip().splitlines()[-1]
-    assert bad.returncode != 0 and last.startswith(str(tmp_path / "bad.nii.gz")) and "unreadable" in last
+    assert bad.returncode == 2 and last.startswith("project.py: error: " + str(tmp_path / "bad.nii.gz"))
+    assert "unreadable" in last

@@ -1,4 +1,5 @@
-"""Atomic checkpoints: round trip, pruning, leftovers, and kill -9 while saving."""
+"""Run checkpoints: path-keyed round trip and pruning, fallback past damaged checkpoints, the earlier layout,
+and kill -9 while saving."""
 import os
 import signal
 import subprocess
@@ -10,61 +11,79 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf3dstylegan.training.checkpoint import CheckpointStore, checkpoint_step, latest_checkpoint
+from tf3dstylegan import checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
 
 
-def test_round_trip_keeps_the_last_few(tmp_path):
+class Model:
+    """Stands in for a Keras model: variables with paths."""
+
+    def __init__(self, values):
+        self.variables = [tf.Variable(v, name=name) for name, v in values.items()]
+        for var, name in zip(self.variables, values):
+            var.path = name  # what Keras 3 variables carry
+
+
+def test_path_keys_do_not_depend_on_creation_order(tmp_path):
+    a = Model({"block/a": np.ones(3, np.float32), "block/b": np.full(3, 2.0, np.float32)})
+    writer = checkpoints.CheckpointWriter(tmp_path, checkpoints.nodes({"G": a}))
+    writer.save(1)
+    swapped = Model({"block/b": np.zeros(3, np.float32), "block/a": np.zeros(3, np.float32)})  # same shapes
+    checkpoints.restore_newest(tmp_path, lambda layout: checkpoints.nodes({"G": swapped}, layout=layout))
+    assert swapped.variables[0].numpy().tolist() == [2.0] * 3 and swapped.variables[1].numpy().tolist() == [1.0] * 3
+
+
+def test_keeps_the_newest_and_falls_back_past_a_damaged_one(tmp_path):
     var = tf.Variable(np.zeros(5, np.float32))
     rng = tf.random.Generator.from_seed(1)
-    store = CheckpointStore(tmp_path, keep=2, var=var, rng=rng)
+    writer = checkpoints.CheckpointWriter(tmp_path, {"var": var, "rng": rng}, keep=2)
     for step in range(1, 5):
         var.assign(np.full(5, step, np.float32))
-        store.save(step)
-    state_at_4 = rng.state.numpy().copy()
-    expected_draw = rng.normal([3]).numpy()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000000003", "ckpt-000000004", "latest"]
-    found = latest_checkpoint(tmp_path)
-    assert checkpoint_step(found) == 4
+        writer.save(step)
+    assert [checkpoints.checkpoint_step(p) for p, _ in checkpoints.candidates(tmp_path)] == [4, 3]
+    data = next(tmp_path.glob("ckpt-4.data-*"))
+    data.write_bytes(data.read_bytes()[:-7])  # truncated newest checkpoint
     var.assign(np.zeros(5, np.float32))
-    store.restore(found)
-    np.testing.assert_array_equal(var.numpy(), np.full(5, 4.0))
-    np.testing.assert_array_equal(rng.state.numpy(), state_at_4)
-    np.testing.assert_array_equal(rng.normal([3]).numpy(), expected_draw)
+    lines = []
+    found = checkpoints.restore_newest(tmp_path, lambda layout: {"var": var, "rng": rng}, log=lines.append)
+    assert checkpoints.checkpoint_step(found) == 3 and var.numpy().tolist() == [3.0] * 5
+    assert len(lines) == 1 and "skipping checkpoint" in lines[0] and "ckpt-4" in lines[0]
+    index = tmp_path / "ckpt-3.index"
+    index.write_bytes(index.read_bytes()[:20])  # now the other one too
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint fits"):
+        checkpoints.restore_newest(tmp_path, lambda layout: {"var": var, "rng": rng}, log=lambda _: None)
 
 
-def test_latest_ignores_half_written_and_dangling(tmp_path):
-    store = CheckpointStore(tmp_path, keep=3, var=tf.Variable(1.0))
-    store.save(7)
-    (tmp_path / "ckpt-000000009.tmp").mkdir()                      # killed while writing
-    (tmp_path / "ckpt-000000008").mkdir()                          # no index file: incomplete
-    assert checkpoint_step(latest_checkpoint(tmp_path)) == 7
-    (tmp_path / "latest").write_text("ckpt-000000011\n")           # names something gone
-    assert checkpoint_step(latest_checkpoint(tmp_path)) == 7
-    (tmp_path / "latest").unlink()
-    assert checkpoint_step(latest_checkpoint(tmp_path)) == 7
-    store.save(12)
-    assert not (tmp_path / "ckpt-000000009.tmp").exists()          # leftovers cleaned on the next save
-    assert latest_checkpoint(tmp_path / "missing") is None
+def test_checkpoints_of_the_earlier_layout_still_load():
+    """tests/data/run-v0.1: a tiny run written before checkpoints were keyed by path (positional layout)."""
+    from tf3dstylegan.loading import load_network
+    ref = np.load(DATA / "run-v0.1" / "reference.npz")
+    nets = load_network(DATA / "run-v0.1", log=lambda line: pytest.fail(line))
+    assert checkpoints.checkpoint_step(nets.source) == 3
+    np.testing.assert_allclose(nets.G_ema(ref["z"], noise_mode="const").numpy(), ref["G_ema"], atol=1e-6)
+    np.testing.assert_allclose(nets.D(nets.G(ref["z"], noise_mode="const")).numpy(), ref["D"], atol=1e-5)
+    snapshot = load_network(DATA / "run-v0.1" / "network-snapshot-000000.keras")
+    np.testing.assert_allclose(snapshot.G_ema(ref["z"], noise_mode="const").numpy(), ref["snapshot"], atol=1e-6)
 
 
 SAVER = """
 import sys, numpy as np, tensorflow as tf
-from tf3dstylegan.training.checkpoint import CheckpointStore
+from tf3dstylegan.checkpoints import CheckpointWriter
 var = tf.Variable(np.zeros(2_000_000, np.float32))  # 8 MB: saving takes a while
-store = CheckpointStore(sys.argv[1], keep=2, var=var)
+writer = CheckpointWriter(sys.argv[1], {"var": var}, keep=2)
 step = 0
 while True:
     step += 1
     var.assign(np.full(2_000_000, step, np.float32))
-    store.save(step)
+    writer.save(step)
     print(step, flush=True)
 """
 
 
 @pytest.mark.slow
-def test_kill_9_at_any_moment_leaves_a_loadable_latest(tmp_path):
+def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
     var = tf.Variable(np.zeros(2_000_000, np.float32))
     for delay in (0.3, 0.75, 1.2):
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path)], cwd=REPO,
@@ -74,7 +93,6 @@ def test_kill_9_at_any_moment_leaves_a_loadable_latest(tmp_path):
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        found = latest_checkpoint(tmp_path)
-        step = checkpoint_step(found)
-        CheckpointStore(tmp_path, var=var).restore(found)
+        found = checkpoints.restore_newest(tmp_path, lambda layout: {"var": var}, log=lambda _: None)
+        step = checkpoints.checkpoint_step(found)
         np.testing.assert_array_equal(var.numpy()[[0, -1]], [step, step])

@@ -1,5 +1,7 @@
 """train.py: a tiny run from TFRecords, rerun resumes, bad input gives a one-line error."""
 import json
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,13 +36,13 @@ def test_tiny_run_from_records_then_rerun_resumes(tmp_path, records):
     first = train_py(*args, "--kimg", "0.008")
     assert first.returncode == 0, first.stderr[-3000:]
     run = tmp_path / "00000-2mm-fd16"
-    assert (run / "checkpoints" / "latest").read_text().strip() == "ckpt-000000002"
-    assert (run / "network-snapshot-000000.keras").is_file() and (run / "fakes000000.png").is_file()
+    assert (run / "checkpoints" / "ckpt-2.index").is_file()
+    assert (run / "network-snapshot-000000.004.keras").is_file() and (run / "fakes000000.004.png").is_file()
     assert "tick 1 " in first.stdout and "sec/kimg" in first.stdout
     again = train_py(*args, "--kimg", "0.012")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from step 2" in again.stdout
-    assert (run / "checkpoints" / "latest").read_text().strip() == "ckpt-000000003"
+    assert (run / "checkpoints" / "ckpt-3.index").is_file()
     assert not (tmp_path / "00001-2mm-fd16").exists()
 
 
@@ -48,7 +50,14 @@ def test_tiny_run_from_records_then_rerun_resumes(tmp_path, records):
 @pytest.mark.parametrize("args, message", [
     (["--data", "/no/such/folder"], "/no/such/folder: no such records folder"),
     (["--override", "no_such_field=1"], "unknown config fields ['no_such_field']"),
-    (["--resume", "/no/such/run.pkl"], "/no/such/run.pkl: no such run folder or network file"),
+    (["--resume", "/no/such/run.pkl"], "--resume /no/such/run.pkl: no such run folder or network file"),
+    (["--kimg", "0"], "--kimg: must be a positive finite number"),
+    (["--kimg", "inf"], "--kimg: must be a positive finite number"),
+    (["--batch", "0"], "--batch: must be an integer >= 1"),
+    (["--snap", "0"], "--snap: must be an integer >= 1"),
+    (["--metrics", "bogus"], "--metrics: unknown metrics ['bogus']"),
+    (["--override", "name=../../escape"], "config field name: must be a plain name"),
+    (["--override", "batch_size=abc"], "config field batch_size: expected an integer"),
     (["--batch", "6"], "not divisible by the minibatch-stddev group size 4"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, records, args, message):
@@ -56,23 +65,50 @@ def test_bad_input_is_a_one_line_error(tmp_path, records, args, message):
     proc = train_py(*base, *args)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("train.py: ") and message in last, proc.stderr[-2000:]
+    assert last.startswith("train.py: error: ") and message in last, proc.stderr[-2000:]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "00000-2mm-fd16").exists()  # nothing written
 
 
 @pytest.mark.slow
 def test_volumes_of_the_wrong_shape_name_the_folder(tmp_path, records):
-    proc = train_py("--data", str(records), "--outdir", str(tmp_path), "--kimg", "0.004")  # 2mm-fd16: 80x96x112
+    proc = train_py("--data", str(records), "--outdir", str(tmp_path), "--kimg", "0.004")
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert str(records) in last and "(4, 4, 6, 1)" in last and "(80, 96, 112, 1)" in last
+    assert str(records) in last and "(4, 4, 6, 1)" in last and "(20, 24, 28, 1)" in last  # the demo preset
 
 
 @pytest.mark.slow
 def test_readme_demo_command_makes_a_checkpoint_a_keras_generator_and_a_preview(tmp_path):
-    """`python train.py --cfg 2mm-fd16 --kimg 1` on the demo data, cut to one step (batch 4 on the CPU)."""
-    proc = train_py("--cfg", "2mm-fd16", "--kimg", "0.004", "--outdir", str(tmp_path), timeout=900)
+    """The README's first command (`python train.py`, the demo preset on the 8 mm demo data), cut to one step."""
+    proc = train_py("--kimg", "0.008", "--outdir", str(tmp_path), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "00000-demo"
+    assert (run / "checkpoints" / "ckpt-1.index").is_file()
+    assert (run / "network-snapshot-000000.008.keras").is_file() and (run / "fakes000000.008.png").is_file()
+    options = json.loads((run / "training_options.json").read_text())
+    assert "mni152-demo" in options["data"] and options["batch"] == options["config"]["batch_size"] == 8
+    assert "previews:" in proc.stdout and "--cfg 2mm-fd16" in proc.stdout
+    assert "oneDNN" not in proc.stderr and "cuInit" not in proc.stderr  # TF's notices only with --verbose
+
+
+@pytest.mark.slow
+def test_a_second_writer_is_refused_and_ctrl_c_checkpoints_then_resumes(tmp_path, records):
+    args = ["--cfg", "2mm-fd16", "--data", str(records), "--outdir", str(tmp_path), "--batch", "4", *TINY]
+    first = subprocess.Popen([sys.executable, "train.py", *args, "--kimg", "10"], cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    for line in first.stdout:  # wait until the first tick's checkpoint is written
+        if line.startswith("tick 1 "):
+            break
+    second = train_py(*args, "--kimg", "10")
+    assert second.returncode == 2
+    assert "another process is training into this run folder" in second.stderr.strip().splitlines()[-1]
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=300)
+    last = err.strip().splitlines()[-1]
+    assert first.returncode == 2 and "SIGINT: stopped at step" in last and "rerun the same command" in last, err
+    step = int(re.search(r"stopped at step (\d+)", last)[1])
     run = tmp_path / "00000-2mm-fd16"
-    assert (run / "checkpoints" / "latest").read_text().strip() == "ckpt-000000001"
-    assert (run / "network-snapshot-000000.keras").is_file() and (run / "fakes000000.png").is_file()
-    assert "mni152-demo" in json.loads((run / "training_options.json").read_text())["data"]
+    assert (run / "checkpoints" / f"ckpt-{step}.index").is_file() and "Traceback" not in err
+    again = train_py(*args, "--kimg", str((step + 1) * 4 / 1000))
+    assert again.returncode == 0 and f"resuming from step {step}" in again.stdout, again.stderr[-2000:]

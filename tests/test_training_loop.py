@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from tf3dstylegan import load_config
-from tf3dstylegan.training import NonFiniteLossError, load_run_networks, resolve_run, train
-from tf3dstylegan.training.checkpoint import checkpoint_step, latest_checkpoint
-from tf3dstylegan.training.preview import read_png
+from tf3dstylegan.checkpoints import candidates, checkpoint_step, read_prefix
+from tf3dstylegan.loading import load_run_networks
+from tf3dstylegan.training import NonFiniteLossError, resolve_run, train
 
 REPO = Path(__file__).resolve().parent.parent
 # The issue's tiny preset: base [5, 6, 7] at 20x24x28, fmaps 8.
@@ -19,6 +19,16 @@ SMALL = dict(base_size=[5, 6, 7], resolution_log2=4, fmap_min=8, fmap_max=8, lat
              mapping_fmaps=8, mapping_layers=2, batch_size=4, g_reg_interval=2, d_loss="logistic_r1",
              d_reg_interval=2, tick_kimg=0.008)
 TINY = dict(SMALL, base_size=[2, 2, 3], resolution_log2=3, fmap_min=4, fmap_max=4, tick_kimg=0.004)
+
+
+def latest_step(checkpoint_dir):
+    """The step of the newest complete checkpoint in a run's checkpoints folder."""
+    return checkpoint_step(candidates(checkpoint_dir)[0][0])
+
+
+def read_png(path):
+    """Decoded by TensorFlow's PNG decoder (independent of our encoder): [H, W] uint8."""
+    return tf.io.decode_png(Path(path).read_bytes(), channels=1).numpy()[..., 0]
 
 
 def volumes_for(cfg, count=16, seed=0):
@@ -43,7 +53,7 @@ def test_small_preset_trains_and_writes_every_output(tmp_path):
     assert run == tmp_path / "00000-2mm-fd16"
     options = json.loads((run / "training_options.json").read_text())
     assert options["config"]["base_size"] == [5, 6, 7] and options["batch"] == 4 and options["kimg"] == 0.08
-    assert checkpoint_step(latest_checkpoint(run / "checkpoints")) == 20
+    assert latest_step(run / "checkpoints") == 20
     records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["nimg"] for r in records] == [4, *range(12, 80, 8), 80]  # first step, every 8 volumes, the end
     for key in ("loss/G", "loss/D", "loss/G_reg", "loss/D_reg", "pl_mean", "sec_per_kimg", "volumes_per_sec",
@@ -53,31 +63,34 @@ def test_small_preset_trains_and_writes_every_output(tmp_path):
     assert len(progress) == len(records)
     assert all("sec/kimg" in line and "eta" in line and "kimg" in line for line in progress)
     assert list(run.glob("events.out.tfevents.*"))
-    png = read_png(run / "fakes000000.png")
-    assert png.ndim == 2 and png.shape[0] >= 2 * 28 and png.std() > 0  # 2 rows of tiles, Z up to 28
+    snapshots = sorted(run.glob("network-snapshot-*.keras"))
+    assert [p.name for p in snapshots] == ["network-snapshot-000000.004.keras", "network-snapshot-000000.036.keras",
+                                           "network-snapshot-000000.068.keras", "network-snapshot-000000.080.keras"]
+    png = read_png(run / "fakes000000.004.png")
+    assert png.ndim == 2 and png.shape[0] >= 2 * 28 * 4 and png.std() > 0  # 2 rows of tiles, Z 28, enlarged 4x
     loaded = load_run_networks(run)
     import keras
-    exported = keras.models.load_model(run / "network-snapshot-000000.keras", compile=False)
+    exported = keras.models.load_model(snapshots[-1], compile=False)
     z = tf.constant(np.random.default_rng(0).normal(size=(2, 8)), tf.float32)
     np.testing.assert_allclose(exported(z).numpy(), loaded.G_ema(z).numpy(), atol=1e-5)
-    assert not list(run.rglob("*.tmp")) and not list(run.rglob("*.tmp.keras"))
+    assert not list(run.rglob("*.tmp*"))
 
     lines.clear()  # rerunning continues the same run
     again = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path, kimg=0.088, seed=1, log=lines.append)
     assert again == run
     assert lines[0].startswith("resuming from step 20")
-    assert checkpoint_step(latest_checkpoint(run / "checkpoints")) == 22
-    assert len(list((run / "checkpoints").glob("ckpt-*"))) == 3  # the last few are kept
+    assert latest_step(run / "checkpoints") == 22
+    assert len(list((run / "checkpoints").glob("ckpt-*.index"))) == 3  # the last few are kept
 
 
 def test_resolve_run_numbers_folders_and_finds_the_latest(tmp_path):
     assert resolve_run(tmp_path, "2mm-fd16", "auto") == (tmp_path / "00000-2mm-fd16", None)
-    (tmp_path / "00000-2mm-fd16" / "checkpoints" / "ckpt-000000004").mkdir(parents=True)
-    (tmp_path / "00000-2mm-fd16" / "checkpoints" / "ckpt-000000004" / "ckpt.index").write_text("")
+    (tmp_path / "00000-2mm-fd16" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "00000-2mm-fd16" / "checkpoints" / "ckpt-4.index").write_text("")
     (tmp_path / "00001-1mm-fd16").mkdir()
     (tmp_path / "00002-2mm-fd16").mkdir()  # newest, but never checkpointed
     run, found = resolve_run(tmp_path, "2mm-fd16", "auto")
-    assert run == tmp_path / "00000-2mm-fd16" and found.name == "ckpt-000000004"
+    assert run == tmp_path / "00000-2mm-fd16" and found == run / "checkpoints"
     assert resolve_run(tmp_path, "2mm-fd16", None) == (tmp_path / "00003-2mm-fd16", None)
     assert resolve_run(tmp_path, "1mm-fd16", "auto") == (tmp_path / "00003-1mm-fd16", None)
     with pytest.raises(ValueError, match="no complete checkpoint"):
@@ -89,10 +102,9 @@ def test_resolve_run_numbers_folders_and_finds_the_latest(tmp_path):
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = load_config("2mm-fd16", **TINY)
-    with pytest.raises(NonFiniteLossError, match="non-finite.*step 2"):
+    with pytest.raises(NonFiniteLossError, match="non-finite.*ending at step 3.*NaN"):
         train(cfg, in_memory_data(volumes_for(cfg), 4, nan_from_step=2), tmp_path, kimg=0.04, log=lambda _: None)
-    found = latest_checkpoint(tmp_path / "00000-2mm-fd16" / "checkpoints")
-    assert checkpoint_step(found) == 2
+    assert latest_step(tmp_path / "00000-2mm-fd16" / "checkpoints") == 2
     loaded = load_run_networks(tmp_path / "00000-2mm-fd16")
     assert all(np.isfinite(v.numpy()).all() for v in loaded.G.variables + loaded.D.variables)
 
@@ -126,7 +138,7 @@ def test_four_steps_equal_two_steps_killed_then_two_resumed(tmp_path):
     assert straight.returncode == 0, straight.stderr[-3000:]
     killed = run(tmp_path / "resumed", 2)
     assert killed.returncode == -9
-    assert checkpoint_step(latest_checkpoint(tmp_path / "resumed" / "00000-2mm-fd16" / "checkpoints")) == 2
+    assert latest_step(tmp_path / "resumed" / "00000-2mm-fd16" / "checkpoints") == 2
     resumed = run(tmp_path / "resumed", 0)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = load_run_networks(tmp_path / "straight" / "00000-2mm-fd16")
@@ -145,14 +157,14 @@ def test_four_steps_equal_two_steps_killed_then_two_resumed(tmp_path):
 def test_resume_from_a_keras_snapshot_initialises_the_generators(tmp_path):
     cfg = load_config("2mm-fd16", **TINY)
     first = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path / "a", kimg=0.004, log=lambda _: None)
-    snapshot = first / "network-snapshot-000000.keras"
+    snapshot = first / "network-snapshot-000000.004.keras"
     lines = []
-    second = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path / "b", kimg=0.0, resume=str(snapshot),
+    second = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path / "b", kimg=0.004, resume=str(snapshot),
                    log=lines.append)
     assert any("holds no D" in line for line in lines) and any("initialised" in line for line in lines)
     assert json.loads((second / "training_options.json").read_text())["resume"] == str(snapshot)
     wider = cfg.replace(fmap_min=8, fmap_max=8)  # same name, other shapes: auto-resume must refuse clearly
-    with pytest.raises(ValueError, match="does not fit config '2mm-fd16'.*resume='none'"):
+    with pytest.raises(ValueError, match="no checkpoint fits.*config '2mm-fd16'.*--resume none"):
         train(wider, in_memory_data(volumes_for(wider), 4), tmp_path / "a", kimg=0.008, log=lambda _: None)
 
 
@@ -177,12 +189,12 @@ def test_mixed_float16_trains_with_float32_master_weights(tmp_path):
     records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert all(np.isfinite(r["loss/G"]) and np.isfinite(r["loss/D"]) for r in records)
     assert json.loads((run / "training_options.json").read_text())["precision"] == "mixed_float16"
-    found = latest_checkpoint(run / "checkpoints")
-    dtypes = {tf.train.load_variable(str(found / "ckpt"), name).dtype
-              for name, _ in tf.train.list_variables(str(found / "ckpt")) if name.startswith("G/")}
+    found = read_prefix(*candidates(run / "checkpoints")[0])
+    dtypes = {tf.train.load_variable(found, name).dtype
+              for name, _ in tf.train.list_variables(found) if name.startswith("G/")}
     assert dtypes == {np.dtype("float32")}
-    scalars = [tf.train.load_variable(str(found / "ckpt"), name) for name, shape in
-               tf.train.list_variables(str(found / "ckpt")) if name.startswith("g_opt/") and shape == []]
+    scalars = [tf.train.load_variable(found, name) for name, shape in
+               tf.train.list_variables(found) if name.startswith("g_opt/") and shape == []]
     scales = [v for v in scalars if v.dtype.kind == "f" and v >= 1 and np.log2(v) == np.round(np.log2(v))]
     assert scales, "no loss scale (a power of two) among the G optimizer's scalars"
 
@@ -228,7 +240,7 @@ def test_xla_compiled_step_trains_and_scores_reals_like_the_plain_step(tmp_path)
         run = train(cfg, in_memory_data(volumes_for(cfg), 4), tmp_path / str(jit), kimg=0.008, seed=2, jit=jit,
                     log=lambda _: None)
         records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-        assert checkpoint_step(latest_checkpoint(run / "checkpoints")) == 2
+        assert latest_step(run / "checkpoints") == 2
         assert all(np.isfinite(value) for r in records for key, value in r.items() if key.startswith("loss/"))
         first.append(records[0]["D/real"])
     np.testing.assert_allclose(first[1], first[0], rtol=1e-4, atol=1e-6)

@@ -11,8 +11,8 @@ def build_networks(config="2mm-fd16", **overrides):
 
 
 def load_network(path, **kwargs):
-    """Load a legacy TF1 pickle, a `.keras` file or a training run folder (see tf3dstylegan.legacy)."""
-    from tf3dstylegan.legacy import load_network as _load
+    """Load a legacy TF1 pickle, a `.keras` file or a training run folder (see tf3dstylegan.loading)."""
+    from tf3dstylegan.loading import load_network as _load
     return _load(path, **kwargs)
 
 

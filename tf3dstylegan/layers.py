@@ -1,6 +1,6 @@
 """Keras layers: thin wrappers that own the variables and call the pure ops.
 
-Storage follows the original (spec §2.7): weights are stored raw (N(0, 1/lrmul**2) at init) and
+Storage follows the original: weights are stored raw (N(0, 1/lrmul**2) at init) and
 scaled at run time by lrmul / sqrt(fan_in); biases are scaled by lrmul. Every layer is serializable.
 """
 import math

@@ -1,4 +1,4 @@
-"""Load the original TF1 3D-StyleGAN pickles (spec §2) into our Keras models, without TF1.
+"""Load the original TF1 3D-StyleGAN pickles into our Keras models, without TF1.
 
 The pickle is read with a restricted unpickler that knows only `dnnlib.tflib.network.Network`,
 `dnnlib.util.EasyDict` and numpy's array reconstruction helpers; nothing from the file is executed.
@@ -6,16 +6,15 @@ The configuration comes from each network's `static_kwargs` (with the original b
 defaults), and weights are copied by a table from TF1 variable names, each checked by shape: every
 TF1 variable must be used exactly once and every Keras weight filled.
 """
-import dataclasses
 import io
 import math
 import pickle
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from tf3dstylegan.config import Config
+from tf3dstylegan.networks.loaded import LoadedNetworks
 
 G_BUILD = "G_main"
 MAPPING_BUILD = "G_mapping_3d"
@@ -23,7 +22,7 @@ SYNTHESIS_BUILD = "G_synthesis_stylegan2_3d_curated_real"
 D_BUILD = "D_stylegan2_3d_curated_real"
 RESAMPLE_KERNEL = [1, 3, 3, 3, 1]
 
-# Defaults of the original build functions (spec §3.5, §3.6, §3.8) for kwargs a pickle may omit.
+# Defaults of the original build functions for kwargs a pickle may omit.
 SYNTHESIS_DEFAULTS = dict(dlatent_size=96, num_channels=1, resolution=128, fmap_base=4096, fmap_decay=1.0,
                           fmap_min=30, fmap_max=30, architecture="skip", nonlinearity="lrelu",
                           resample_kernel=RESAMPLE_KERNEL, fused_modconv=False, base_size=[4, 4, 4], no_noise=False,
@@ -63,17 +62,6 @@ class RestrictedUnpickler(pickle.Unpickler):
         else:
             module = module.replace("numpy._core", "numpy.core")
         return super().find_class(module, name)
-
-
-@dataclasses.dataclass
-class LoadedNetworks:
-    """What `load_network` returns: Keras models plus provenance."""
-    G: object
-    D: Optional[object]
-    G_ema: object
-    config: Config
-    source: str
-    source_dtype: str = "float32"
 
 
 def read_legacy_pickle(path):
@@ -257,6 +245,11 @@ def convert_legacy(path, fused_modconv=None):
     from tf3dstylegan.networks import Discriminator, Generator
     G_state, D_state, Gs_state = read_legacy_pickle(path)
     cfg, source_dtype, pickled_fused = config_from_states(G_state, D_state, path)
+    stored = sum(np.asarray(v).nbytes for v in Gs_state.variables.values()) + sum(
+        np.asarray(v).nbytes for net in Gs_state.components.values() for v in net.variables.values())
+    if cfg.min_generator_bytes() > stored * 1.01 + 4096:
+        raise LegacyFormatError(f"{path}: claims a {cfg.img_shape} generator with fmap_max {cfg.fmap_max} that "
+                                f"needs at least {cfg.min_generator_bytes():,} bytes of weights, but holds {stored:,}")
     fused = pickled_fused if fused_modconv is None else fused_modconv
     nets, problems = {}, []
     for key, state in (("G", G_state), ("G_ema", Gs_state)):
@@ -270,39 +263,3 @@ def convert_legacy(path, fused_modconv=None):
         raise LegacyFormatError(f"{path}: variables do not match the network: " + "; ".join(problems))
     return LoadedNetworks(G=nets["G"], D=D, G_ema=nets["G_ema"], config=cfg, source=str(path),
                           source_dtype=source_dtype)
-
-
-def load_network(path, fused_modconv=None):
-    """G, D and G_ema from a legacy .pkl, a .keras file, or a folder (convert output or training run)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    if path.is_dir():
-        return _load_folder(path)
-    if path.suffix == ".keras":
-        model = _load_keras(path)
-        from tf3dstylegan.networks import Generator
-        if not isinstance(model, Generator):
-            raise LegacyFormatError(f"{path}: holds a {type(model).__name__}, not a Generator")
-        return LoadedNetworks(G=model, D=None, G_ema=model, config=model.config, source=str(path))
-    return convert_legacy(path, fused_modconv=fused_modconv)
-
-
-def _load_keras(path):
-    import keras
-    import tf3dstylegan.networks  # noqa: F401  (registers our classes)
-    try:
-        return keras.models.load_model(path, compile=False)
-    except (ValueError, OSError, KeyError, TypeError) as err:
-        raise LegacyFormatError(f"{path}: not a loadable .keras model ({err})") from None
-
-
-def _load_folder(path):
-    """A folder from `convert` (G.keras, D.keras, G_ema.keras) or a training run (its latest snapshot)."""
-    if (path / "G_ema.keras").is_file():
-        G_ema = _load_keras(path / "G_ema.keras")
-        G = _load_keras(path / "G.keras") if (path / "G.keras").is_file() else G_ema
-        D = _load_keras(path / "D.keras") if (path / "D.keras").is_file() else None
-        return LoadedNetworks(G=G, D=D, G_ema=G_ema, config=G_ema.config, source=str(path))
-    from tf3dstylegan.training import load_run_networks  # a training run folder
-    return load_run_networks(path)

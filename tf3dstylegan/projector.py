@@ -1,11 +1,13 @@
-"""Projection of a volume into the generator's W (or W+) and noise maps (spec §7.2, paper §2.1).
+"""Projection of a volume into the generator's W (or W+) and noise maps.
 
 As the original: w starts at the mean of 10000 mapped RandomState(123) latents, Adam (0.9, 0.999, 1e-8) with
 lr 0.3 ramped up over the first 5% and down (cosine) over the last 25% of the steps, w perturbed by
 N(0, 1) * 0.05 * w_std * max(0, 1 - t / 0.75)^2, loss = MSE of (x + 1) * 127.5 at full resolution + MSE of
 its 8x8x8 block means, noise maps re-normalised to zero mean / unit std after every step. Changed: the noise
 regulariser (built but never added by the original) is added with weight 1e5; W+ is optional; a volume whose
-axes are not multiples of 8 gets partial edge blocks (the mean of the voxels they hold).
+axes are not multiples of 8 gets partial edge blocks (the mean of the voxels they hold). A conditional
+generator projects under a known condition: `labels` [L] enter the mapping network for the w statistics
+(the starting w and the perturbation's scale); the optimised w then carries the condition.
 """
 import dataclasses
 from typing import Callable, List, Optional
@@ -14,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf3dstylegan.conditions import batch_labels
 from tf3dstylegan.data.volumes import DataError, check_volume, load_volume, read_volume
 from tf3dstylegan.metrics.msssim import ssim_and_cs
 
@@ -32,6 +35,7 @@ class Projection:
     noises: List[np.ndarray]      # per style layer [1, x, y, z, 1]
     reconstruction: np.ndarray    # [X, Y, Z, C] in [-1, 1]
     losses: np.ndarray            # [num_steps] total loss of each step
+    labels: Optional[np.ndarray] = None  # [L] the condition projected under (conditional generators)
 
 
 def learning_rate(t, initial=INITIAL_LR, rampup=LR_RAMPUP, rampdown=LR_RAMPDOWN):
@@ -45,11 +49,14 @@ def w_noise_scale(t, w_std, factor=INITIAL_NOISE_FACTOR, ramp=NOISE_RAMP):
     return w_std * factor * max(0.0, 1.0 - t / ramp) ** 2
 
 
-def w_statistics(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED, batch_size=1000):
-    """(w_avg [w_dim], w_std scalar) of num_samples mapped RandomState(seed) latents (first style layer)."""
+def w_statistics(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED, batch_size=1000, labels=None):
+    """(w_avg [w_dim], w_std scalar) of num_samples mapped RandomState(seed) latents (first style layer), under
+    the condition labels [L] when G is conditional."""
     z = np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32)
-    w = np.concatenate([G.mapping(z[i:i + batch_size])[:, 0].numpy()
-                        for i in range(0, num_samples, batch_size)]).astype(np.float64)  # [N, w_dim]
+    condition = batch_labels(G, labels, 1)                                            # [1, L] or None
+    chunks = [z[i:i + batch_size] for i in range(0, num_samples, batch_size)]
+    w = np.concatenate([G.mapping(chunk, None if condition is None else np.repeat(condition, len(chunk), axis=0))
+                        [:, 0].numpy() for chunk in chunks]).astype(np.float64)      # [N, w_dim]
     w_avg = w.mean(axis=0)
     w_std = np.sqrt(np.sum((w - w_avg) ** 2) / num_samples)
     return w_avg.astype(np.float32), float(w_std)
@@ -100,14 +107,16 @@ def check_target(G, target):
 
 
 def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NOISE_REG_WEIGHT,
-            w_avg_samples=W_AVG_SAMPLES, on_step: Optional[Callable] = None) -> Projection:
+            w_avg_samples=W_AVG_SAMPLES, on_step: Optional[Callable] = None, labels=None) -> Projection:
     """Fit w (W, or W+ with w_plus) and the noise maps so that G.synthesis reproduces target ([-1, 1]).
 
-    on_step(step, num_steps, loss) is called after every step (progress display)."""
+    labels: the target's condition [L] (required by a conditional G). on_step(step, num_steps, loss) is
+    called after every step (progress display)."""
+    condition = batch_labels(G, labels, 1)                                            # [1, L] or None
     target = tf.constant(check_target(G, target))
     target_big = (target + 1.0) * 127.5                                  # [1, X, Y, Z, C]
     target_small = block_mean(target_big)
-    w_avg, w_std = w_statistics(G, w_avg_samples)
+    w_avg, w_std = w_statistics(G, w_avg_samples, labels=None if condition is None else condition[0])
     num_w = G.num_ws if w_plus else 1
     w_var = tf.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")          # [1, num_w, w_dim]
     rng = np.random.RandomState(seed)
@@ -145,7 +154,7 @@ def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NO
     w = tf.tile(w_var, [1, G.num_ws // num_w, 1])
     reconstruction = synth(w_var)[0].numpy()
     return Projection(w=w.numpy(), noises=[v.numpy() for v in noise_vars], reconstruction=reconstruction,
-                      losses=losses)
+                      losses=losses, labels=None if condition is None else condition[0])
 
 
 def _normalize(noise_vars):

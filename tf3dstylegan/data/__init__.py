@@ -1,7 +1,8 @@
-"""Data: NIfTI/.npz volumes -> the original's TFRecords -> tf.data batches; demo dataset.
+"""Data: NIfTI/.npz volumes (+ covariate tables) -> the original's TFRecords and labels -> tf.data batches;
+demo datasets.
 
-Names are imported lazily so that `tf3dstylegan.data.volumes` (used by worker processes) and
-`tf3dstylegan.data.nifti` load without TensorFlow.
+Names are imported lazily so that `tf3dstylegan.data.volumes` (used by worker processes),
+`tf3dstylegan.data.nifti`, `labels`, `table` and `anatomy` load without TensorFlow.
 """
 import importlib
 
@@ -10,9 +11,14 @@ _EXPORTS = {
     "dataset_info": "records",
     "DatasetInfo": "records",
     "read_volumes": "records",
-    "create_from_images3d": "records",
+    "create_from_images3d": "create",
     "RecordWriter": "records",
     "demo_dataset": "demo",
+    "ventricle_volume": "anatomy",
+    "LabelEncoding": "labels",
+    "read_labels": "labels",
+    "write_labels": "labels",
+    "verify_records": "verify",
     "split_folder": "split",
     "DataError": "volumes",
     "load_volume": "volumes",

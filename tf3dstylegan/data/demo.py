@@ -3,10 +3,11 @@
 Each subject is the skull-stripped 1 mm template seen through a small random affine and a random
 smooth deformation, with a random gamma, bias field, contrast and noise, on the package's centred
 RAS grid (tf3dstylegan.data.nifti) of 160 x 192 x 224 mm. Subject i depends only on (seed, i).
+The conditional variant gives subject i an age and a sex (subject_covariates) and their known
+effects on anatomy (tf3dstylegan.data.anatomy); its random anatomy is that of unconditional subject i.
 """
 import functools
 import importlib.resources
-import json
 import os
 import shutil
 import uuid
@@ -18,7 +19,10 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from tf3dstylegan.config import resolution_log2_for_shape
+from tf3dstylegan.data import anatomy
 from tf3dstylegan.data.nifti import grid_affine, save_volume
+from tf3dstylegan.io import write_json_atomic, write_text_atomic
+from tf3dstylegan.io.files import cache_dir as package_cache_dir
 
 TEMPLATE_PACKAGE = "nilearn"
 TEMPLATE_FILE = ("datasets", "data", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
@@ -26,6 +30,7 @@ FIELD_OF_VIEW_MM = (160.0, 192.0, 224.0)
 BASE_SIZE = (5, 6, 7)
 DEFAULT_SUBJECTS = 32
 VERSION = 1  # bump when the recipe changes: it is part of the cache folder name
+CONDITIONAL_VERSION = 1  # the same for the covariates and their effects (anatomy)
 # Recipe (uniform ranges unless said otherwise).
 MAX_ROTATION_DEG = 4.0
 MAX_SCALE = 0.06
@@ -52,7 +57,7 @@ def template_path() -> Path:
 
 def default_cache_dir() -> Path:
     """$TF3DSTYLEGAN_CACHE, else ~/.cache/tf3dstylegan."""
-    return Path(os.environ.get("TF3DSTYLEGAN_CACHE") or Path.home() / ".cache" / "tf3dstylegan")
+    return package_cache_dir()
 
 
 def demo_shape(voxel_size):
@@ -64,13 +69,16 @@ def demo_shape(voxel_size):
     return shape
 
 
-@functools.lru_cache(maxsize=2)
-def load_template(voxel_size):
-    """(template [x, y, z] float32 in [0, 1] pre-smoothed for voxel_size, affine, brain centre (mm))."""
+@functools.lru_cache(maxsize=4)
+def load_template(voxel_size, eroded=False):
+    """(template [x, y, z] float32 in [0, 1] pre-smoothed for voxel_size, affine, brain centre (mm));
+    eroded=True gives the template with its CSF spaces widened (anatomy.erode_csf) before smoothing."""
     image = nib.load(str(template_path()))
     data = image.get_fdata(dtype=np.float32)
     brain = np.argwhere(data > 0)  # the template is skull-stripped
     data = np.clip(data / np.percentile(data[data > 0], 99.5), 0.0, 1.0)
+    if eroded:
+        data = anatomy.erode_csf(data)
     zooms = np.sqrt(np.sum(image.affine[:3, :3] ** 2, axis=0))
     sigma = np.maximum(0.0, (voxel_size / zooms - 1.0) / 2.0)  # anti-aliasing
     if np.any(sigma > 0):
@@ -92,12 +100,19 @@ def smooth_field(rng, img_shape, num_freqs, std):
     return field.astype(np.float32)
 
 
-def make_subject(rng, img_shape, voxel_size) -> np.ndarray:
-    """One synthetic subject, float32 [X, Y, Z] in [0, 1] on grid_affine(img_shape, voxel_size)."""
+def make_subject(rng, img_shape, voxel_size, covariates=None) -> np.ndarray:
+    """One synthetic subject, float32 [X, Y, Z] in [0, 1] on grid_affine(img_shape, voxel_size).
+
+    covariates {"age": years, "sex": "F" | "M"} add their known effects (tf3dstylegan.data.anatomy);
+    the random draws are the same with and without them."""
     template, template_affine, centre = load_template(voxel_size)
     axes = [voxel_size * (np.arange(n, dtype=np.float32) - (n - 1) / 2.0) for n in img_shape]  # mm
+    positions = [axes[k].reshape([-1 if a == k else 1 for a in range(3)]) for k in range(3)]
     linear = (Rotation.from_euler("xyz", rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG, 3), degrees=True)
               .as_matrix() @ np.diag(1.0 + rng.uniform(-MAX_SCALE, MAX_SCALE, 3)))
+    if covariates is not None:
+        positions = anatomy.magnify_ventricles(positions, covariates["age"])
+        linear = linear / anatomy.head_scale(covariates["sex"])
     shift = rng.uniform(-MAX_SHIFT_MM, MAX_SHIFT_MM, 3) + centre
     world_to_voxel = np.linalg.inv(template_affine)
     matrix = world_to_voxel[:3, :3] @ linear  # grid mm -> template voxels
@@ -107,8 +122,13 @@ def make_subject(rng, img_shape, voxel_size) -> np.ndarray:
     for c in range(3):
         coords[c] = offset[c] + sum(world_to_voxel[c, k] * displacement[k] for k in range(3))
         for k in range(3):
-            coords[c] += matrix[c, k] * axes[k].reshape([-1 if a == k else 1 for a in range(3)])
+            coords[c] += matrix[c, k] * positions[k]
     volume = ndimage.map_coordinates(template, coords, order=1, mode="constant", cval=0.0, output=np.float32)
+    widening = 0.0 if covariates is None else anatomy.sulcal_widening(covariates["age"])
+    if widening > 0.0:
+        eroded = ndimage.map_coordinates(load_template(voxel_size, eroded=True)[0], coords, order=1,
+                                         mode="constant", cval=0.0, output=np.float32)
+        volume = (1.0 - widening) * volume + widening * eroded
     brain = volume > 0.02
     volume = volume ** np.exp(rng.uniform(-MAX_LOG_GAMMA, MAX_LOG_GAMMA))
     volume *= np.exp(smooth_field(rng, img_shape, 2, BIAS_STD)) * (1.0 + rng.uniform(-MAX_CONTRAST, MAX_CONTRAST))
@@ -116,35 +136,66 @@ def make_subject(rng, img_shape, voxel_size) -> np.ndarray:
     return np.clip(volume, 0.0, 1.0).astype(np.float32)
 
 
-def demo_name(voxel_size, num_subjects, seed) -> str:
-    return f"mni152-demo-v{VERSION}-{voxel_size:g}mm-n{num_subjects}-seed{seed}"
+def subject_covariates(seed, index) -> dict:
+    """The conditional demo's covariates of subject `index`: age uniform in anatomy.AGE_RANGE (0.1 year
+    steps) and sex F or M with equal odds, from their own random stream (seed, index, 1)."""
+    rng = np.random.default_rng([seed, index, 1])
+    return {"age": round(float(rng.uniform(*anatomy.AGE_RANGE)), 1), "sex": anatomy.SEXES[int(rng.integers(2))]}
 
 
-def build_demo(outdir, voxel_size=2.0, num_subjects=DEFAULT_SUBJECTS, seed=0, name=None, write_nifti=True):
-    """Write subjects as `<outdir>/nifti/subject_NNN.nii.gz` and `<outdir>/<name>-rNN.tfrecords`."""
+def demo_name(voxel_size, num_subjects, seed, conditional=False) -> str:
+    kind = f"conditional-v{VERSION}.{CONDITIONAL_VERSION}" if conditional else f"v{VERSION}"
+    return f"mni152-demo-{kind}-{voxel_size:g}mm-n{num_subjects}-seed{seed}"
+
+
+def write_covariates(outdir, name, covariates):
+    """participants.tsv (participant_id = the NIfTI file's stem), labels.json and `<name>-rxx.labels`."""
+    from tf3dstylegan.data.labels import LabelEncoding, write_labels  # pylint: disable=import-outside-toplevel
+
+    lines = ["participant_id\tage\tsex"] + [f"subject_{i:03d}\t{c['age']:g}\t{c['sex']}"
+                                          for i, c in enumerate(covariates)]
+    write_text_atomic(Path(outdir) / "participants.tsv", "\n".join(lines) + "\n")
+    encoding = LabelEncoding.fit(("age", "sex"), ("continuous", "categorical"), covariates,
+                                 {"sex": anatomy.SEXES})
+    write_labels(outdir, encoding.samples, encoding, name=name)
+
+
+def build_demo(outdir, voxel_size=2.0, num_subjects=DEFAULT_SUBJECTS, seed=0, name=None, write_nifti=True,
+               conditional=False):
+    """Write subjects as `<outdir>/nifti/subject_NNN.nii.gz` and `<outdir>/<name>-rNN.tfrecords`;
+    conditional adds each subject's age and sex effects and writes the covariates beside the records."""
     from tf3dstylegan.data.records import RecordWriter  # TensorFlow only when writing records
 
     img_shape = demo_shape(voxel_size)
     outdir = Path(outdir)
     name = name or outdir.name
+    covariates = [subject_covariates(seed, i) for i in range(num_subjects)] if conditional else None
     with RecordWriter(outdir, resolution_log2_for_shape(img_shape, BASE_SIZE), name=name) as writer:
         for i in range(num_subjects):
-            volume = make_subject(np.random.default_rng([seed, i]), img_shape, voxel_size)
+            volume = make_subject(np.random.default_rng([seed, i]), img_shape, voxel_size,
+                                  None if covariates is None else covariates[i])
             writer.write(volume)
             if write_nifti:
                 save_volume(outdir / "nifti" / f"subject_{i:03d}.nii.gz", volume, voxel_size)
+        if conditional:
+            write_covariates(outdir, name, covariates)
     info = {"source": "MNI152 ICBM 2009a symmetric T1 (nilearn)", "version": VERSION, "seed": seed,
             "num_subjects": num_subjects, "voxel_size": voxel_size, "img_shape": list(img_shape),
             "affine": grid_affine(img_shape, voxel_size).tolist()}
-    (outdir / "demo.json").write_text(json.dumps(info, indent=2) + "\n")
+    if conditional:
+        info["covariates"] = {"version": CONDITIONAL_VERSION, "age": f"years, uniform in {anatomy.AGE_RANGE}",
+                              "sex": "F or M", "effects": "tf3dstylegan.data.anatomy"}
+    write_json_atomic(outdir / "demo.json", info)
     return outdir
 
 
-def demo_dataset(voxel_size=2.0, num_subjects=DEFAULT_SUBJECTS, seed=0, cache_dir=None) -> Path:
+def demo_dataset(voxel_size=2.0, num_subjects=DEFAULT_SUBJECTS, seed=0, cache_dir=None, conditional=False) -> Path:
     """Path of the cached demo records folder, building it first if needed (atomically: in a
-    temporary folder renamed at the end, so an interrupted build leaves no half cache)."""
+    temporary folder renamed at the end, so an interrupted build leaves no half cache).
+    conditional: the variant with covariates age and sex (participants.tsv, labels.json and the
+    labels file beside the records; effects in tf3dstylegan.data.anatomy)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    name = demo_name(voxel_size, num_subjects, seed)
+    name = demo_name(voxel_size, num_subjects, seed, conditional)
     final = cache_dir / name
     if final.is_dir():
         return final
@@ -152,7 +203,7 @@ def demo_dataset(voxel_size=2.0, num_subjects=DEFAULT_SUBJECTS, seed=0, cache_di
     template_path()
     tmp = cache_dir / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        build_demo(tmp, voxel_size, num_subjects, seed, name=name)
+        build_demo(tmp, voxel_size, num_subjects, seed, name=name, conditional=conditional)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -1,20 +1,22 @@
-"""The original's TFRecord format (spec §6.1), its writer and the folder reader.
+"""The original 3D-StyleGAN's TFRecord format, its writer and the folder reader.
 
 One record per volume: a tf.train.Example with `shape` = int64 [C, X, Y, Z] and `data` = the raw
 little-endian float32 C-order bytes in [0, 1]. Files are `<folder name>-rNN.tfrecords` with
 NN = log2(4 * X / base_size[0]); sharded datasets add `-SSSofNNN` before the suffix.
 """
+import contextlib
 import dataclasses
 import os
 import struct
+import tempfile
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from tf3dstylegan.config import resolution_log2_for_shape
-from tf3dstylegan.data.volumes import DataError, iter_loaded_volumes, list_volume_files
+from tf3dstylegan.data.labels import read_labels
+from tf3dstylegan.data.volumes import DataError
 
 RECORD_FEATURES = {
     "shape": tf.io.FixedLenFeature([4], tf.int64),
@@ -54,52 +56,87 @@ def half_resolution(volume) -> np.ndarray:
 
 
 class RecordWriter:
-    """Writes volumes round-robin into shard files, each under `<final>.tmp` until close().
+    """Writes volumes round-robin into shard files, each under an exclusively created temporary
+    name (`.<final>.XXXX.tmp`, never a planted file or symlink) until close().
 
     Files are named after `name` (default: the folder's name).
     With lods=True it also writes every lower level of detail down to base_size, like the
     original (which reads them but trains on the full resolution only). An exception inside
-    `with` removes the temporary files, so no partial file ever has a final name."""
+    `with` removes the temporary files (and the folder if it made it and it is empty), so no partial
+    file ever has a final name. Failed writes (full disk, read-only folder) raise DataError naming
+    the file."""
 
     def __init__(self, outdir, resolution_log2, num_shards=1, lods=False, name=None):
         self.outdir = Path(outdir)
-        self.outdir.mkdir(parents=True, exist_ok=True)
         levels = range(resolution_log2, 1, -1) if lods else [resolution_log2]
         name = name or self.outdir.name
         self.paths = [[self.outdir / record_file_name(name, r, s, num_shards) for s in range(num_shards)]
                       for r in levels]
-        self._writers = [[tf.io.TFRecordWriter(str(self._tmp(p))) for p in row] for row in self.paths]
+        self._tmps, self._writers = [], []
+        self._created_outdir = not self.outdir.exists()
+        try:
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            for row in self.paths:
+                self._tmps.append([self._exclusive_tmp(p) for p in row])
+                self._writers.append([tf.io.TFRecordWriter(str(t)) for t in self._tmps[-1]])
+        except (OSError, tf.errors.OpError) as err:
+            self.abort()
+            raise _write_error(self.outdir, err) from None
         self.num_written = 0
 
     @staticmethod
-    def _tmp(path):
-        return path.with_name(path.name + ".tmp")
+    def _exclusive_tmp(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # the permissions of a plainly created file, not mkstemp's 0600
+        finally:
+            os.close(fd)
+        return Path(tmp)
 
     def write(self, volume):
-        """Append one [X, Y, Z] or [X, Y, Z, C] volume (values outside [0, 1] are clipped)."""
+        """Append one [X, Y, Z] or [X, Y, Z, C] volume (values outside [0, 1] are clipped; NaN or Inf
+        is refused)."""
         volume = np.asarray(volume, np.float32)
+        if not np.isfinite(volume).all():
+            raise ValueError(f"{self.outdir}: refusing to write a volume with NaN or Inf values")
         level = np.moveaxis(volume[..., None] if volume.ndim == 3 else volume, -1, 0)  # [C, X, Y, Z]
         shard = self.num_written % len(self._writers[0])
         for i, row in enumerate(self._writers):
             if i:
                 level = half_resolution(level)  # from the unclipped previous level, as the original
-            row[shard].write(serialize_volume(level))
+            try:
+                row[shard].write(serialize_volume(level))
+            except tf.errors.OpError as err:
+                raise _write_error(self.paths[i][shard], err) from None
         self.num_written += 1
 
     def close(self) -> List[Path]:
         """Finish and give every file its final name; returns the full-resolution files."""
-        for row_writers, row_paths in zip(self._writers, self.paths):
-            for writer, path in zip(row_writers, row_paths):
-                writer.close()
-                os.replace(self._tmp(path), path)
+        for writers, tmps, paths in zip(self._writers, self._tmps, self.paths):
+            for writer, tmp, path in zip(writers, tmps, paths):
+                try:
+                    writer.close()
+                    os.replace(tmp, path)
+                except (OSError, tf.errors.OpError) as err:
+                    self.abort()
+                    raise _write_error(path, err) from None
         return list(self.paths[0])
 
     def abort(self):
         """Close and delete every temporary file."""
-        for row_writers, row_paths in zip(self._writers, self.paths):
-            for writer, path in zip(row_writers, row_paths):
-                writer.close()
-                self._tmp(path).unlink(missing_ok=True)
+        for writers, tmps in zip(self._writers, self._tmps):
+            for writer in writers:
+                try:
+                    writer.close()
+                except tf.errors.OpError:
+                    pass  # a full disk: the file goes anyway
+        for tmp in (t for row in self._tmps for t in row):
+            tmp.unlink(missing_ok=True)
+        if self._created_outdir:
+            with contextlib.suppress(OSError):  # only if empty: files of others stay
+                self.outdir.rmdir()
 
     def __enter__(self):
         return self
@@ -109,6 +146,12 @@ class RecordWriter:
             self.close()
         else:
             self.abort()
+
+
+def _write_error(path, err) -> DataError:
+    """A one-line DataError for a failed write (OSError or TensorFlow's OpError) naming `path`."""
+    reason = getattr(err, "strerror", None) or getattr(err, "message", None) or str(err)
+    return DataError(path, f"cannot write: {str(reason).split('; ')[-1]}")
 
 
 def _record_spans(path):
@@ -159,6 +202,7 @@ class DatasetInfo:
     num_channels: int
     img_shape: Tuple[int, int, int]  # (X, Y, Z)
     num_volumes: int
+    label_size: int = 0  # 0: no labels file
 
 
 def full_resolution_files(path):
@@ -168,7 +212,7 @@ def full_resolution_files(path):
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(path.glob("*.tfrecords"))
+        files = sorted(p for p in path.glob("*.tfrecords") if not p.name.startswith("."))
     else:
         raise DataError(path, "no such records folder or file")
     shapes = {f: first_record_shape(f) for f in files}
@@ -180,10 +224,15 @@ def full_resolution_files(path):
 
 
 def dataset_info(path) -> DatasetInfo:
-    """Shape, channel count, files and volume count of a records folder."""
+    """Shape, channel count, files, volume count and label size of a records folder; DataError when a
+    labels file does not hold one row per volume."""
     files, shape = full_resolution_files(path)
-    return DatasetInfo(Path(path), tuple(files), shape[0], tuple(shape[1:]),
-                       sum(count_records(f) for f in files))
+    num_volumes = sum(count_records(f) for f in files)
+    _, labels = read_labels(path)
+    if labels is not None and len(labels) != num_volumes:
+        raise DataError(path, f"its labels file has {len(labels)} rows but the records hold {num_volumes} volumes")
+    return DatasetInfo(Path(path), tuple(files), shape[0], tuple(shape[1:]), num_volumes,
+                       0 if labels is None else labels.shape[1])
 
 
 def read_volumes(path):
@@ -191,75 +240,3 @@ def read_volumes(path):
     files, _ = full_resolution_files(path)
     for record in tf.data.TFRecordDataset([str(f) for f in files]).as_numpy_iterator():
         yield np.moveaxis(parse_volume_np(record), 0, -1)
-
-
-def _check_outdir(outdir):
-    outdir = Path(outdir)
-    if outdir.exists() and not outdir.is_dir():
-        raise DataError(outdir, "exists and is not a folder")
-    if outdir.is_dir() and any(outdir.glob("*.tfrecords")):
-        raise DataError(outdir, "already holds .tfrecords files; remove them or choose another folder")
-
-
-def create_from_images3d(outdir, indir, *, base_size=(5, 6, 7), voxel_size=None, img_shape=None,
-                         normalize="none", shards=1, workers=1, skip_bad=False, shuffle=True,
-                         lods=False, progress=None) -> dict:
-    """Convert a folder of .nii/.nii.gz/.npz volumes into a records folder (the original's
-    `create_from_images3d`, plus resampling, normalisation, sharding and bad-file handling).
-
-    shuffle uses the original's order (RandomState(123)); progress(done, total) is called per file.
-    Returns a summary dict; raises DataError (one line naming the file) on the first bad file
-    unless skip_bad, in which case bad files are listed in summary["skipped"]."""
-    if (voxel_size is None) != (img_shape is None):
-        raise DataError("--voxel-size/--shape", "resampling needs both a voxel size and a shape")
-    if img_shape is not None:
-        img_shape = tuple(int(s) for s in img_shape)
-        try:
-            resolution_log2_for_shape(img_shape, base_size)
-        except ValueError as err:
-            raise DataError("--shape", str(err)) from None
-    if shards < 1:
-        raise DataError("--shards", f"must be >= 1, got {shards}")
-    paths = list_volume_files(indir)
-    order = np.arange(len(paths))
-    if shuffle:
-        np.random.RandomState(123).shuffle(order)
-    paths = [paths[i] for i in order]
-    _check_outdir(outdir)
-    shards = min(shards, len(paths))
-
-    writer, skipped, shape = None, [], None
-    written_range, raw_range, num_clipped = [np.inf, -np.inf], [np.inf, -np.inf], 0
-    loaded = iter_loaded_volumes(paths, workers, base_size=base_size, img_shape=img_shape,
-                                 voxel_size=voxel_size, normalize=normalize)
-    try:
-        for done, (path, volume, raw, problem) in enumerate(loaded, 1):
-            if problem is None and shape is not None and volume.shape != shape:
-                problem = (f"shape {volume.shape} differs from the first volume's {shape} "
-                           "(resample with --voxel-size and --shape)")
-            if problem is not None:
-                if not skip_bad:
-                    raise DataError(path, problem)
-                skipped.append(str(DataError(path, problem)))
-            else:
-                if writer is None:
-                    shape = volume.shape
-                    writer = RecordWriter(outdir, resolution_log2_for_shape(shape, base_size), shards, lods)
-                writer.write(volume)
-                written_range = [min(written_range[0], volume.min()), max(written_range[1], volume.max())]
-                raw_range = [min(raw_range[0], raw[0]), max(raw_range[1], raw[1])]
-                num_clipped += normalize == "none" and (raw[0] < 0 or raw[1] > 1)
-            if progress is not None:
-                progress(done, len(paths))
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        loaded.close()
-        raise
-    if writer is None:
-        raise DataError(indir, f"no usable volumes ({len(skipped)} bad files skipped)")
-    files = writer.close()
-    return {"outdir": str(outdir), "files": [str(f) for f in files], "num_volumes": writer.num_written,
-            "img_shape": list(shape), "value_range": [float(v) for v in written_range],
-            "input_range": [float(v) for v in raw_range], "num_clipped": int(num_clipped),
-            "normalize": normalize, "skipped": skipped}

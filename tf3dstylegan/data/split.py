@@ -17,7 +17,7 @@ def split_folder(folder, *, valid_fraction=0.1, seed=0, copy=False, train_dir=No
     folder = Path(folder).resolve()
     files = list_volume_files(folder)
     if not 0.0 < valid_fraction < 1.0:
-        raise DataError("--valid-fraction", f"must be in (0, 1), got {valid_fraction}")
+        raise DataError("--valid_fraction", f"must be in (0, 1), got {valid_fraction}")
     if len(files) < 2:
         raise DataError(folder, f"needs at least 2 files to split, has {len(files)}")
     num_valid = min(len(files) - 1, max(1, int(round(valid_fraction * len(files)))))

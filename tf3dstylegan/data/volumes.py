@@ -18,6 +18,7 @@ from tf3dstylegan.data.nifti import grid_affine, nifti_suffix
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npz")
 NORMALIZATIONS = ("none", "minmax", "percentile")
 PERCENTILES = (0.5, 99.5)  # percentile normalisation: low over all voxels, high over the foreground
+DEFAULT_MAX_VOXELS = 512 ** 3  # larger claimed sizes are refused before reading (--max_voxels allows them)
 
 
 class DataError(ValueError):
@@ -44,8 +45,30 @@ def list_volume_files(indir):
     return files
 
 
-def read_volume(path):
-    """(array, affine or None) of a volume file; DataError when it cannot be read."""
+def check_claimed_size(path, shape, max_voxels):
+    """DataError when a file's header claims more than max_voxels voxels (checked before reading)."""
+    shape = tuple(int(n) for n in shape)
+    voxels = int(np.prod(shape, dtype=np.float64))
+    if voxels > max_voxels:
+        raise DataError(path, f"header claims shape {'x'.join(map(str, shape))} = {voxels} voxels "
+                              f"({voxels * 4 / 2 ** 30:.1f} GiB as float32), more than --max_voxels {max_voxels}")
+
+
+def _npz_header(archive, path, key):
+    """(shape, dtype) that the .npy header of archive[key] claims, read without its data."""
+    with archive.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    if not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise DataError(path, f"{key!r} has non-numeric dtype {dtype}")
+    return shape, dtype
+
+
+def read_volume(path, max_voxels=DEFAULT_MAX_VOXELS):
+    """(array, affine or None) of a volume file; DataError when it cannot be read or its header
+    claims more than max_voxels voxels (checked before the data is read)."""
     path = Path(path)
     suffix = volume_suffix(path)
     if not suffix:
@@ -55,16 +78,20 @@ def read_volume(path):
             with np.load(path, allow_pickle=False) as archive:
                 if "vol_data" not in archive.files:
                     raise DataError(path, f"no 'vol_data' array in .npz (has {archive.files})")
-                data = np.asarray(archive["vol_data"])
-                affine = np.asarray(archive["affine"], np.float64) if "affine" in archive.files else None
-            if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
-                raise DataError(path, f"'vol_data' has non-numeric dtype {data.dtype}")
-            return data.astype(np.float32), affine
+                check_claimed_size(path, _npz_header(archive, path, "vol_data")[0], max_voxels)
+                affine = None
+                if "affine" in archive.files:
+                    if tuple(_npz_header(archive, path, "affine")[0]) != (4, 4):
+                        raise DataError(path, "'affine' must be a 4x4 array")
+                    affine = np.asarray(archive["affine"], np.float64)
+                data = np.asarray(archive["vol_data"], np.float32)
+            return data, affine
         image = nib.load(str(path))
+        check_claimed_size(path, image.header.get_data_shape(), max_voxels)
         return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine, np.float64)
     except DataError:
         raise
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, nib.filebasedimages.ImageFileError) as err:
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, nib.filebasedimages.ImageFileError) as err:
         raise DataError(path, f"unreadable or truncated file ({type(err).__name__}: {err})") from None
 
 
@@ -116,12 +143,13 @@ def resample_to_grid(data, affine, img_shape, voxel_size, order=1) -> np.ndarray
 
 def normalize_intensity(data, mode) -> np.ndarray:
     """Map to [0, 1]: 'none' clips (the original's behaviour), 'minmax' scales min..max,
-    'percentile' scales the 0.5th percentile .. the 99.5th percentile of the foreground and clips."""
+    'percentile' scales the 0.5th percentile .. the 99.5th percentile of the foreground and clips.
+    Computed in float64, so that any finite input gives a finite result."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {mode!r}")
-    data = np.asarray(data, np.float32)
     if mode == "none":
-        return np.clip(data, 0.0, 1.0)
+        return np.clip(np.asarray(data, np.float32), 0.0, 1.0)
+    data = np.asarray(data, np.float64)  # float32 differences of values near +-3e38 overflow
     low = float(data.min())
     if mode == "percentile":
         low = float(np.percentile(data, PERCENTILES[0]))
@@ -134,22 +162,27 @@ def normalize_intensity(data, mode) -> np.ndarray:
     return np.clip((data - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-def load_volume(path, *, base_size=(5, 6, 7), img_shape=None, voxel_size=None, normalize="none"):
+def load_volume(path, *, base_size=(5, 6, 7), img_shape=None, voxel_size=None, normalize="none",
+                max_voxels=DEFAULT_MAX_VOXELS):
     """A checked float32 [X, Y, Z] volume in [0, 1] plus its raw (min, max); DataError if bad.
 
     With img_shape and voxel_size the volume is resampled onto that grid (needs an affine)."""
-    data, affine = read_volume(path)
+    data, affine = read_volume(path, max_voxels)
     data = check_volume(path, data)
     raw_range = (float(data.min()), float(data.max()))
     if img_shape is not None:
         if affine is None:
             raise DataError(path, "has no affine (.npz without 'affine'): cannot resample")
+        if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+            raise DataError(path, "its affine is not finite or is singular: cannot resample")
         data = resample_to_grid(data, affine, img_shape, voxel_size)
     check_shape(path, data.shape, base_size)
     try:
         data = normalize_intensity(data, normalize)
     except ValueError as err:
         raise DataError(path, str(err)) from None
+    if not np.isfinite(data).all():
+        raise DataError(path, "resampling or --normalize gave NaN or Inf values (extreme input values?)")
     return data, raw_range
 
 

@@ -1,23 +1,47 @@
-"""Run the paper's Table 2 metrics (+ a 3D feature FID) for a generator against a dataset.
+"""Evaluate a generator against real volumes: the paper's Table 2 metrics, 3D feature metrics, memorisation.
 
-`compute_metrics(G, data, metrics=("fid_slices", "bmmd2", "msssim", "fid3d"), num=1000)` streams `num`
-generated volumes and `num` real ones (half A), plus, with `reference=True`, `num` more real volumes
-(half B, disjoint from A: real volumes alternate batch-wise between the halves, and a volume seen in A
-may not reappear in B) for the paper's "Real" row. Keys (only those of the requested metrics):
-  fid_sagittal, fid_axial, fid_coronal  FID of middle slices, generated vs real A (Inception pool3)
-  bmmd2, bmmd2_std                      batch MMD² (dot-product kernel, [0, 1] data), generated vs real A
-  msssim, msssim_std                    MS-SSIM 3D over disjoint pairs of generated volumes
-  fid3d                                 FID of deepbet-encoder features, generated vs real A
-and `real_<key>` for real A vs real B (MS-SSIM: over pairs of real A volumes).
+`compute_metrics(G, data, metrics=DEFAULT_METRICS, num=1000)` streams `num` generated volumes and `num`
+real ones (half A), plus, with `reference=True`, `num` more real volumes (half B, disjoint from A: real
+volumes alternate batch-wise between the halves, and a volume seen in A may not reappear in B) for the
+"Real" row. Metrics (result keys; `real_<key>` compares real B with real A, MS-SSIM uses real A's pairs):
+  fid_slices   fid_sagittal, fid_axial, fid_coronal: FID of middle slices (Inception pool3)
+  kid_slices   kid_sagittal, kid_axial, kid_coronal: KID of the same features
+  bmmd2        bmmd2, bmmd2_std: batch MMD² (dot-product kernel, [0, 1] data)
+  msssim       msssim, msssim_std: MS-SSIM 3D over disjoint pairs of the evaluated set
+  fid3d, kid3d, pr3d                  FID, KID, precision3d/recall3d of deepbet-encoder features
+  fid_medicalnet, kid_medicalnet, pr_medicalnet   the same on MedicalNet ResNet-50 features
+  memorisation memorisation_fraction, _count, _threshold, _ncc_q05/_median/_q95/_max: nearest training
+               volume by NCC (training set: `train_data`, else real A); `memorisation_png` gets the closest pairs
+With `intervals=R` each metric also gets `<key>_lo`, `<key>_hi` (95 % range over R random halves) and
+`<key>_n` (its sample count). A conditional generator's volumes get labels drawn from the real labels.
+Per-condition evaluation (per_condition.compute_metrics, `by=`) calls `evaluate_streams` once per group.
 """
 import hashlib
 import os
 
 import numpy as np
 
-from tf3dstylegan.metrics import frechet, inception, mmd, msssim, slices
+from tf3dstylegan import conditions
+from tf3dstylegan.metrics import extractors as feature_networks
+from tf3dstylegan.metrics import inception, labelled, measures, memorisation, mmd, msssim, slices
 
-METRICS = ("fid_slices", "bmmd2", "msssim", "fid3d")
+METRICS = ("fid_slices", "kid_slices", "bmmd2", "msssim", "fid3d", "kid3d", "pr3d",
+           "fid_medicalnet", "kid_medicalnet", "pr_medicalnet", "memorisation")
+DEFAULT_METRICS = ("fid_slices", "bmmd2", "msssim", "fid3d")
+PROTOCOLS = {
+    "paper": ("fid_slices", "bmmd2", "msssim"),
+    "medicalnet": ("fid_medicalnet", "kid_medicalnet", "pr_medicalnet"),
+}
+FeatureExtractors = feature_networks.FeatureExtractors
+
+
+def check_metrics(metrics):
+    """The metrics as a tuple; ValueError naming unknown ones."""
+    metrics = tuple(metrics)
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown or not metrics:
+        raise ValueError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
+    return metrics
 
 
 def real_batches(data, batch_size):
@@ -31,12 +55,17 @@ def real_batches(data, batch_size):
     return (np.asarray(batch, np.float32) for batch in data)
 
 
-def generated_batches(G, num, batch_size, seed, truncation_psi=1.0, noise_mode="const"):
-    """`num` generated volumes in batches: z ~ N(0, I) from a NumPy generator seeded with `seed`."""
-    rng = np.random.default_rng(seed)
+def generated_batches(G, num, batch_size, seed, truncation_psi=1.0, noise_mode="const", labels=None):
+    """`num` generated volumes in batches: z ~ N(0, I) from a NumPy generator seeded with `seed`; for a
+    conditional G, labels drawn with replacement from the rows of `labels` [M, L] (a second stream, seeded
+    [seed, 1], so that the latents are the same with and without labels)."""
+    rng, label_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    if labels is not None and not len(labels):
+        raise ValueError("no labels to draw the generated volumes' labels from")
     for start in range(0, num, batch_size):
         z = rng.standard_normal((min(batch_size, num - start), G.z_dim)).astype(np.float32)
-        yield np.asarray(G(z, truncation_psi=truncation_psi, noise_mode=noise_mode), np.float32)
+        condition = {} if labels is None else {"labels": labels[label_rng.integers(0, len(labels), len(z))]}
+        yield np.asarray(G(z, truncation_psi=truncation_psi, noise_mode=noise_mode, **condition), np.float32)
 
 
 class VolumeReader:
@@ -58,78 +87,64 @@ class VolumeReader:
         return out
 
 
-class FeatureExtractors:
-    """The networks the metrics need, built once (reuse one across calls, e.g. during training)."""
-
-    def __init__(self, metrics, inception_weights=None, deepbet_weights=None, cache_dir=None, download=True):
-        from tf3dstylegan.metrics import weights
-        self.inception = self.deepbet = None
-        if "fid_slices" in metrics:
-            path = inception_weights or weights.ensure_weights("inception", cache_dir, download=download)
-            self.inception = inception.InceptionFeatures(weights.load_weights("inception", path))
-        if "fid3d" in metrics:
-            from tf3dstylegan.metrics import deepbet
-            path = deepbet_weights or weights.ensure_weights("deepbet", cache_dir, download=download)
-            self.deepbet = deepbet.DeepbetFeatures(weights.load_weights("deepbet", path))
-
-
 class VolumeSummary:
-    """Per-set accumulator: slice features, 3D features and MS-SSIM of consecutive pairs."""
+    """Per-set accumulator: features per space, MS-SSIM of consecutive pairs, pooled volumes (memorisation)."""
 
     def __init__(self, metrics, extractors):
         self.metrics, self.extractors = metrics, extractors
-        self.slice_features = {plane: [] for plane in slices.PLANES}
-        self.volume_features, self.msssim, self._unpaired = [], [], None
+        self.spaces = feature_networks.feature_spaces(metrics)
+        self._features = {}
+        self.msssim, self._unpaired, self._pooled, self.pool_factor = [], None, [], None
 
     def add(self, volumes):  # volumes: [b, X, Y, Z, C] in [-1, 1]
-        if "fid_slices" in self.metrics:
+        if "slices" in self.spaces:
             for plane, images in slices.middle_slices(volumes).items():
-                self.slice_features[plane].append(self.extractors.inception(inception.to_uint8_range(images)))
-        if "fid3d" in self.metrics:
-            self.volume_features.append(self.extractors.deepbet(volumes))
+                self._add_features(plane, self.extractors.inception(inception.to_uint8_range(images)))
+        for space in ("deepbet", "medicalnet"):
+            if space in self.spaces:
+                self._add_features(space, getattr(self.extractors, space)(volumes))
         if "msssim" in self.metrics:
             unit = mmd.to_unit_range(volumes)
             if self._unpaired is not None:
                 unit = np.concatenate([self._unpaired[None], unit])
             self._unpaired = unit[-1] if len(unit) % 2 else None
             self.msssim.extend(msssim.pairwise_ms_ssim(unit))
+        if "memorisation" in self.metrics:
+            self.pool_factor = self.pool_factor or memorisation.pool_factor(volumes.shape[1:4])
+            self._pooled.append(memorisation.pool_volumes(volumes, self.pool_factor))
 
+    def _add_features(self, name, features):
+        self._features.setdefault(name, []).append(features)
 
-def _compare(results, prefix, metrics, a, b, mmd_values):
-    """Fill results[prefix + key] comparing summaries a (evaluated set) and b (real A)."""
-    if "fid_slices" in metrics:
-        for plane in slices.PLANES:
-            results[f"{prefix}fid_{plane}"] = frechet.fid_from_features(
-                np.concatenate(a.slice_features[plane]), np.concatenate(b.slice_features[plane]))
-    if "fid3d" in metrics:
-        results[f"{prefix}fid3d"] = frechet.fid_from_features(np.concatenate(a.volume_features),
-                                                              np.concatenate(b.volume_features))
-    if "bmmd2" in metrics:
-        results[f"{prefix}bmmd2"] = float(np.mean(mmd_values))
-        results[f"{prefix}bmmd2_std"] = float(np.std(mmd_values))
+    @property
+    def features(self):
+        return {name: np.concatenate(parts) for name, parts in self._features.items()}
+
+    @property
+    def pooled(self):
+        return np.concatenate(self._pooled)
 
 
 def _digest(volume):
     return hashlib.sha1(np.ascontiguousarray(volume).tobytes()).hexdigest()
 
 
-def compute_metrics(G, data, metrics=METRICS, num=1000, batch_size=8, seed=0, reference=True,
-                    extractors=None, truncation_psi=1.0, noise_mode="const", **extractor_kwargs):
-    """{metric key: value} for generator G against `data` (records folder, array or iterable of batches).
+def _training_volumes(train_data, batch_size, real_a):
+    """Pooled training volumes for memorisation: all of `train_data`, else real A's."""
+    if train_data is None:
+        return real_a.pooled
+    pooled = [memorisation.pool_volumes(batch, real_a.pool_factor) for batch in real_batches(train_data, batch_size)]
+    if not pooled:
+        raise ValueError(f"{os.fspath(train_data) if isinstance(train_data, (str, os.PathLike)) else 'train_data'}: "
+                         "no volumes")
+    return np.concatenate(pooled)
 
-    G=None computes only the real-vs-real reference values."""
-    metrics = tuple(metrics)
-    unknown = set(metrics) - set(METRICS)
-    if unknown or not metrics:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
-    if G is None and not reference:
-        raise ValueError("nothing to compute: no generator and reference=False")
-    if num < 2 or batch_size < 1:
-        raise ValueError(f"need num >= 2 and batch_size >= 1, got {num} and {batch_size}")
-    extractors = extractors or FeatureExtractors(metrics, **extractor_kwargs)
+
+def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, extractors, intervals=0, seed=0,
+                     train_data=None, memorisation_png=None):
+    """Results for batches of evaluated volumes (None: the real row only) against real `data`."""
     what = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "data"
     reals = VolumeReader(real_batches(data, batch_size), what, num * (2 if reference else 1))
-    fakes = generated_batches(G, num, batch_size, seed, truncation_psi, noise_mode) if G is not None else None
     fake, real_a, real_b = (VolumeSummary(metrics, extractors) for _ in range(3))
     mmd_fake, mmd_real, seen_a = [], [], set()
     for start in range(0, num, batch_size):
@@ -137,8 +152,8 @@ def compute_metrics(G, data, metrics=METRICS, num=1000, batch_size=8, seed=0, re
         unit_a = mmd.to_unit_range(batch_a)
         real_a.add(batch_a)
         seen_a.update(_digest(v) for v in batch_a)
-        if fakes is not None:
-            fake_batch = next(fakes)
+        if fake_batches is not None:
+            fake_batch = next(fake_batches)
             if fake_batch.shape[1:] != batch_a.shape[1:]:
                 raise ValueError(f"{what}: volumes {batch_a.shape[1:]} do not match the generator's "
                                  f"{fake_batch.shape[1:]}")
@@ -152,15 +167,67 @@ def compute_metrics(G, data, metrics=METRICS, num=1000, batch_size=8, seed=0, re
             real_b.add(batch_b)
             if "bmmd2" in metrics:
                 mmd_real.append(mmd.batch_mmd2(unit_a, mmd.to_unit_range(batch_b)))
+    train = _training_volumes(train_data, batch_size, real_a) if "memorisation" in metrics else None
+    rows = ([("", fake, mmd_fake, fake.msssim)] if fake_batches is not None else []) + (
+        [("real_", real_b, mmd_real, real_a.msssim)] if reference else [])
     results = {"num": num}
-    if G is not None:
-        _compare(results, "", metrics, fake, real_a, mmd_fake)
-        if "msssim" in metrics:
-            results["msssim"], results["msssim_std"] = float(np.mean(fake.msssim)), float(np.std(fake.msssim))
-    if reference:
-        _compare(results, "real_", metrics, real_b, real_a, mmd_real)
-        if "msssim" in metrics:
-            results["real_msssim"] = float(np.mean(real_a.msssim))
-            results["real_msssim_std"] = float(np.std(real_a.msssim))
+    for prefix, evaluated, mmd_values, pair_values in rows:
+        results.update(_row_results(prefix, metrics, evaluated, real_a.features, mmd_values, pair_values, train,
+                                    intervals, seed, None if prefix else memorisation_png))
     return results
 
+
+def _row_results(prefix, metrics, evaluated, reference_features, mmd_values, pair_values, train, intervals, seed,
+                 memorisation_png):
+    """One row of the table (generated, or real B with prefix 'real_'): values, ranges, spreads."""
+    found = measures.feature_measurements(metrics, prefix, evaluated.features, reference_features)
+    if "bmmd2" in metrics:
+        found.append(measures.mean_measurement(f"{prefix}bmmd2", mmd_values))
+    if "msssim" in metrics:
+        found.append(measures.mean_measurement(f"{prefix}msssim", pair_values))
+    check = memorisation.check(evaluated.pooled, train) if train is not None else None
+    if check is not None:
+        found += measures.memorisation_measurements(prefix, check)
+        if memorisation_png:
+            from tf3dstylegan import io
+            io.write_png(memorisation_png, memorisation.closest_pairs_image(evaluated.pooled, train, check))
+    results = measures.measure(found, intervals, seed)
+    if "bmmd2" in metrics:
+        results[f"{prefix}bmmd2_std"] = float(np.std(mmd_values))
+    if "msssim" in metrics:
+        results[f"{prefix}msssim_std"] = float(np.std(pair_values))
+    if check is not None:
+        results.update(measures.memorisation_summary(prefix, check))
+    return results
+
+
+def check_arguments(G, metrics, num, batch_size, reference, intervals):
+    """ValueError for a request that cannot be computed (before any work)."""
+    if G is None and not reference:
+        raise ValueError("nothing to compute: no generator and reference=False")
+    if num < 2 or batch_size < 1:
+        raise ValueError(f"need num >= 2 and batch_size >= 1, got {num} and {batch_size}")
+    if intervals == 1 or intervals < 0:
+        raise ValueError(f"intervals must be 0 (none) or >= 2 halves, got {intervals}")
+    return check_metrics(metrics)
+
+
+def compute_metrics(G, data, metrics=DEFAULT_METRICS, num=1000, batch_size=8, seed=0, reference=True,
+                    extractors=None, truncation_psi=1.0, noise_mode="const", intervals=0, train_data=None,
+                    memorisation_png=None, labels=None, label_encoding=None, **extractor_kwargs):
+    """{metric key: value} for generator G against `data` (records folder, array or iterable of batches).
+
+    G=None computes only the real-vs-real reference values. `intervals`: number of random halves for the
+    95 % ranges (0: none). A conditional G gets labels drawn from the real labels: a records folder's, or
+    `labels` [N, L] of the volumes in `data` (in `label_encoding`, default G's). `extractor_kwargs`:
+    inception_weights, deepbet_weights, medicalnet_weights, cache_dir, download (see FeatureExtractors).
+    Per-condition metrics and the covariate effect: tf3dstylegan.metrics.per_condition.compute_metrics."""
+    metrics = check_arguments(G, metrics, num, batch_size, reference, intervals)
+    pool = None
+    if G is not None and labelled.label_size(G):
+        real = labelled.LabelledData.open(data, labels, label_encoding or conditions.label_encoding(G))
+        pool = labelled.generator_labels(G, real.labels, real.encoding)
+    extractors = extractors or FeatureExtractors(metrics, **extractor_kwargs)
+    fakes = generated_batches(G, num, batch_size, seed, truncation_psi, noise_mode, pool) if G is not None else None
+    return evaluate_streams(fakes, data, metrics, num, batch_size, reference, extractors, intervals, seed,
+                            train_data, memorisation_png)

@@ -20,6 +20,9 @@ STORAGE_DTYPES = {
 }
 
 
+MAX_PICKLE_BYTES = 64 << 20
+
+
 class TorchScriptError(ValueError):
     """The archive is not a TorchScript file this reader understands (or asks for a forbidden global)."""
 
@@ -111,12 +114,17 @@ def read_archive(source):
             raise TorchScriptError("only little-endian archives are supported")
 
         def read_storage(key, dtype, numel):
-            raw = archive.read(f"{root}data/{key}")
-            array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
-            if array.size < numel:
-                raise TorchScriptError(f"storage {key} holds {array.size} elements, expected {numel}")
-            return array[:numel]
+            member, itemsize = f"{root}data/{key}", np.dtype(dtype).itemsize
+            if member not in names:
+                raise TorchScriptError(f"storage {key} missing from the archive")
+            size = archive.getinfo(member).file_size  # checked before anything is read or allocated
+            if size < numel * itemsize:
+                raise TorchScriptError(f"storage {key} holds {size // itemsize} elements, expected {numel}")
+            with archive.open(member) as f:
+                return np.frombuffer(f.read(numel * itemsize), dtype=np.dtype(dtype).newbyteorder("<"))
 
+        if archive.getinfo(pkl[0]).file_size > MAX_PICKLE_BYTES:
+            raise TorchScriptError(f"{pkl[0]} is larger than {MAX_PICKLE_BYTES} bytes")
         try:
             tree = _RestrictedUnpickler(io.BytesIO(archive.read(pkl[0])), read_storage).load()
         except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as e:

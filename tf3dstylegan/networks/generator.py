@@ -1,8 +1,8 @@
-"""Generator = mapping + synthesis + tracked w_avg, truncation and training-time style mixing (spec §3.7)."""
+"""Generator = mapping + synthesis + tracked w_avg, truncation and training-time style mixing."""
 import keras
 import tensorflow as tf
 
-from tf3dstylegan.config import load_config
+from tf3dstylegan.config import load_model_config
 from tf3dstylegan.layers import serializable
 from tf3dstylegan.networks.mapping import MappingNetwork
 from tf3dstylegan.networks.synthesis import SynthesisNetwork
@@ -19,7 +19,7 @@ class Generator(keras.Model):
 
     def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, slab_size=None, **kwargs):
         super().__init__(**kwargs)
-        self.config = cfg = load_config(config)
+        self.config = cfg = load_model_config(config)
         self.z_dim, self.w_dim, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
         self.img_shape, self.num_channels = cfg.img_shape, cfg.num_channels
         self.mapping = MappingNetwork(cfg, name="mapping")

@@ -1,9 +1,9 @@
-"""Mapping network z -> w (spec §3.5)."""
+"""Mapping network z -> w."""
 import keras
 import tensorflow as tf
 
 from tf3dstylegan import ops
-from tf3dstylegan.config import load_config
+from tf3dstylegan.config import load_model_config
 from tf3dstylegan.layers import EqualizedDense, serializable
 
 
@@ -20,7 +20,7 @@ class MappingNetwork(keras.Model):
 
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
-        self.config = cfg = load_config(config)
+        self.config = cfg = load_model_config(config)
         self.z_dim, self.w_dim, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
         in_dim = cfg.latent_size
         if cfg.label_size:

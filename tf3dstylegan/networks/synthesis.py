@@ -1,9 +1,9 @@
-"""Synthesis network ws -> volume (spec §3.6): constant block, style layers, architectures orig/skip/resnet."""
+"""Synthesis network ws -> volume: constant block, style layers, architectures orig/skip/resnet."""
 import numpy as np
 import keras
 import tensorflow as tf
 
-from tf3dstylegan.config import load_config
+from tf3dstylegan.config import load_model_config
 from tf3dstylegan.layers import (ConstantInput, EqualizedConv3D, SynthesisLayer, ToImage, Upsample3D,
                                  check_noise_mode, serializable)
 from tf3dstylegan.networks.mapping import check_width
@@ -50,7 +50,7 @@ class SynthesisNetwork(keras.Model):
 
     def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, slab_size=None, **kwargs):
         super().__init__(**kwargs)
-        self.config = cfg = load_config(config)
+        self.config = cfg = load_model_config(config)
         self.fused_modconv, self.gradient_checkpointing = fused_modconv, gradient_checkpointing
         self.slab_size = check_slab_size(slab_size)
         self.num_ws, self.w_dim, self.img_shape = cfg.num_ws, cfg.dlatent_size, cfg.img_shape

@@ -1,4 +1,4 @@
-"""Bias + activation + gain, as the original's `fused_bias_act` (spec §3.1), and the fused
+"""Bias + activation + gain, as the original's `fused_bias_act`, and the fused
 modulated-layer epilogue (demodulation, noise, bias, lrelu) that keeps only its output for backprop."""
 import numpy as np
 import tensorflow as tf

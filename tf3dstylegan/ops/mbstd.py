@@ -1,4 +1,4 @@
-"""Minibatch standard deviation with the original's grouping (spec §3.8)."""
+"""Minibatch standard deviation with the original's grouping."""
 import tensorflow as tf
 
 

@@ -1,4 +1,4 @@
-"""Style modulation, demodulation and the modulated 3D convolution (spec §3.4)."""
+"""Style modulation, demodulation and the modulated 3D convolution."""
 import tensorflow as tf
 
 from tf3dstylegan.ops.bias_act import accumulator_dtype

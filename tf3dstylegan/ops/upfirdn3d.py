@@ -1,4 +1,4 @@
-"""The original's 3D FIR resampling ops (spec §3.2, §3.3, §9), channels-last and exact.
+"""The original's 3D FIR resampling ops, channels-last and exact.
 
 The 5x5x5 FIR kernel is the outer product of `[1,3,3,3,1]` with itself three times, normalised to sum
 1, so it is applied as three 1-D depthwise passes: exact, and far leaner than the original's dense
@@ -92,7 +92,7 @@ def zero_insert(x):
 
 
 def _up_pads(kernel_size, num_taps):
-    # Pads between the transposed convolution and the FIR so the output is exactly 2x (spec §3.3).
+    # Pads between the transposed convolution and the FIR so the output is exactly 2x.
     p = (num_taps - 2) - (kernel_size - 1)
     return (p + 1) // 2 + 1, p // 2 + 1
 

@@ -1,4 +1,6 @@
-"""Training of 3D-StyleGAN under tf.distribute: `train(config, data, outdir, ...)` and its parts."""
-from tf3dstylegan.training.loop import NonFiniteLossError, load_run_networks, resolve_run, train
+"""Training of 3D-StyleGAN under tf.distribute: `train(config, data, outdir, **options)` and its parts."""
+from tf3dstylegan.training.loop import NonFiniteLossError, TrainingInterrupted, train
+from tf3dstylegan.training.options import TrainingOptions
+from tf3dstylegan.training.runs import resolve_run
 
-__all__ = ["NonFiniteLossError", "load_run_networks", "resolve_run", "train"]
+__all__ = ["NonFiniteLossError", "TrainingInterrupted", "TrainingOptions", "resolve_run", "train"]

@@ -1,5 +1,4 @@
 """Choice of tf.distribute strategy: several GPUs, one device, or several machines (TF_CONFIG)."""
-import json
 import os
 
 import tensorflow as tf
@@ -29,17 +28,6 @@ def make_strategy(kind="auto", gpus=None, devices=None):
     if kind == "mirrored" or (kind == "auto" and len(devices) > 1):
         return tf.distribute.MirroredStrategy(devices=devices or None)
     return tf.distribute.get_strategy()
-
-
-def is_chief(strategy) -> bool:
-    """True on the process that writes outputs (always, except on non-chief workers of a cluster)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
 
 
 def describe(strategy) -> str:

@@ -1,4 +1,4 @@
-"""Loss terms of 3D-StyleGAN training (spec §5.4), as pure functions of network outputs.
+"""Loss terms of 3D-StyleGAN training, as pure functions of network outputs.
 
 Every function returns one value per example (shape [B]); the training step averages them over the
 global batch (`tf.nn.compute_average_loss`), so the sums over replicas give the true batch mean.

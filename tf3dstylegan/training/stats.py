@@ -3,8 +3,8 @@ import json
 import math
 import resource
 import time
-from collections import defaultdict
 
+import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
@@ -13,21 +13,23 @@ SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
 
 
-class TickStats:
-    """Running means of the per-step values over one tick."""
+class DeviceMeans:
+    """Means of the per-step values over one tick, accumulated on the device (keras.metrics.Mean): `update` does
+    not wait for the step to finish; `read_and_reset` reads them all once."""
 
     def __init__(self):
-        self.sums, self.counts = defaultdict(float), defaultdict(int)
+        self.metrics = {}
 
-    def add(self, values):
+    def update(self, values):
         for key, value in values.items():
-            self.sums[key] += float(value)
-            self.counts[key] += 1
+            if key not in self.metrics:
+                self.metrics[key] = keras.metrics.Mean(name=key.replace("/", "_"))
+            self.metrics[key].update_state(value)
 
-    def means(self):
-        means = {key: self.sums[key] / self.counts[key] for key in self.sums}
-        self.sums.clear()
-        self.counts.clear()
+    def read_and_reset(self):
+        means = {key: float(metric.result()) for key, metric in self.metrics.items()}
+        for metric in self.metrics.values():
+            metric.reset_state()
         return means
 
 

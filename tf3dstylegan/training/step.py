@@ -11,6 +11,9 @@ import keras
 
 from tf3dstylegan.training import losses
 
+# fold_in tags of the augmentation seeds (distinct from StatelessRandom's per-call seeds).
+AUGMENT_G_FAKES, AUGMENT_D_REALS, AUGMENT_D_FAKES = 1001, 1002, 1003
+
 
 def lazy_factor(interval):
     """c = interval / (interval + 1) for lazy regularisation (1 when regularising every step)."""
@@ -32,13 +35,16 @@ def ema_beta(batch_size, ema_kimg):
 class TrainStep:
     """Builds and runs the compiled step functions for one strategy and global batch."""
 
-    def __init__(self, cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, global_batch, jit=False):
+    def __init__(self, cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, global_batch, jit=False,
+                 augment=None):
+        """augment: an augment.AugmentPipe (made under the strategy's scope) that every volume D sees goes
+        through; its p then follows ADA's heuristic and the outputs gain aug/p and aug/rt."""
         replicas = strategy.num_replicas_in_sync
         if global_batch % replicas:
             raise ValueError(f"batch {global_batch} is not divisible by the {replicas} replicas")
         self.cfg, self.strategy = cfg, strategy
         self.G, self.D, self.G_ema, self.g_opt, self.d_opt = G, D, G_ema, g_opt, d_opt
-        self.rng, self.pl_mean, self.jit = rng, pl_mean, jit
+        self.rng, self.pl_mean, self.jit, self.augment = rng, pl_mean, jit, augment
         self.batch, self.local_batch = global_batch, global_batch // replicas
         group = min(cfg.mbstd_group_size, self.local_batch)
         if group > 1 and self.local_batch % group:
@@ -66,7 +72,11 @@ class TrainStep:
         per_replica = self._functions[key](reals)
         # Summed outside the step function: a collective issued inside it could pair up with another
         # replica's gradient all-reduce.
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+        out = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+        if self.augment is not None:
+            out["aug/p"] = self.augment.p.read_value()  # the p this step used
+            self.augment.update(out["aug/rt"], step, self.batch)
+        return out
 
     # --- cross-replica ---
     def _step(self, reals, g_reg, d_reg):
@@ -132,7 +142,8 @@ class TrainStep:
         with tf.GradientTape() as tape:
             rand = StatelessRandom(seed)
             _, fake = self._generate(self._slice(z, self.local_batch), rand)
-            loss = self._average(losses.g_nonsaturating(self.D(fake, training=True)), self.batch)
+            logits = self._discriminate(fake, rand, AUGMENT_G_FAKES)
+            loss = self._average(losses.g_nonsaturating(logits), self.batch)
             stats = {"loss/G": loss}
             total = loss
             if self.g_combined:
@@ -171,6 +182,12 @@ class TrainStep:
         return {"loss/G_reg": self._average(penalty * scale, self.pl_batch),
                 "pl_length": self._average(tf.stop_gradient(lengths), self.pl_batch)}
 
+    def _discriminate(self, volumes, rand, tag, checkpoint=None):
+        """D logits of volumes, augmented first when the step has a pipe (seeded from rand's seed and tag)."""
+        if self.augment is not None:
+            volumes = self.augment(volumes, tf.random.experimental.stateless_fold_in(rand.seed, tag))
+        return self.D(volumes, training=True, checkpoint=checkpoint)
+
     def _d_main(self, reals, z, seed):
         combined = self.has_d_reg and self.cfg.d_reg_interval is None
         return self._d_objective(reals, z, seed, main=True, reg=combined, scale=1.0)
@@ -182,7 +199,8 @@ class TrainStep:
     def _d_objective(self, reals, z, seed, main, reg, scale):
         """D logistic loss and/or R1 (on reals) / R2 (on fakes) penalty, one optimizer step."""
         r1 = self.cfg.d_loss == "logistic_r1"
-        fake = tf.stop_gradient(self._generate(self._slice(z, self.local_batch), StatelessRandom(seed))[1])
+        rand = StatelessRandom(seed)
+        fake = tf.stop_gradient(self._generate(self._slice(z, self.local_batch), rand)[1])
         reals = tf.cast(reals, fake.dtype)
         variables = self.D.trainable_variables
         stats = {}
@@ -190,8 +208,11 @@ class TrainStep:
             with tf.GradientTape() as inner:
                 inner.watch([reals, fake])
                 checkpoint = False if reg else None  # R1/R2 need second-order gradients
-                real_logits = self.D(reals, training=True, checkpoint=checkpoint) if (main or (reg and r1)) else None
-                fake_logits = self.D(fake, training=True, checkpoint=checkpoint) if (main or (reg and not r1)) else None
+                # Augmented inside the tape: R1/R2 differentiate w.r.t. the un-augmented volumes, as ADA does.
+                real_logits = (self._discriminate(reals, rand, AUGMENT_D_REALS, checkpoint)
+                               if (main or (reg and r1)) else None)
+                fake_logits = (self._discriminate(fake, rand, AUGMENT_D_FAKES, checkpoint)
+                               if (main or (reg and not r1)) else None)
                 probed = real_logits if r1 else fake_logits
                 probe = tf.reduce_sum(tf.cast(probed, tf.float32)) if reg else None
             total = 0.0
@@ -199,6 +220,9 @@ class TrainStep:
                 stats["loss/D"] = self._average(losses.d_logistic(real_logits, fake_logits), self.batch)
                 stats["D/real"] = self._average(tf.reshape(tf.cast(real_logits, tf.float32), [-1]), self.batch)
                 stats["D/fake"] = self._average(tf.reshape(tf.cast(fake_logits, tf.float32), [-1]), self.batch)
+                if self.augment is not None:  # ADA's overfitting heuristic r_t = E[sign(D(reals))]
+                    signs = tf.sign(tf.reshape(tf.cast(real_logits, tf.float32), [-1]))
+                    stats["aug/rt"] = self._average(signs, self.batch)
                 total = stats["loss/D"]
             if reg:
                 grads = inner.gradient(probe, reals if r1 else fake)

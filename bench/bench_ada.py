@@ -1,0 +1,149 @@
+"""Adaptive discriminator augmentation: the cost of the augmented training step, and training with vs without.
+
+    python bench/bench_ada.py --what step --batch 2 --p 0,0.5,1          # (a) step time, plain vs augmented
+    python bench/bench_ada.py --what train --kimg 30 --snap_kimg 2       # (b) demo data at 20x24x28
+(a) times TrainStep at 2mm-fd16 (80x96x112) without a pipe and with a fixed-p pipe per --p, interleaved in
+one process so that load on the machine hits all alike (medians of wall and of this process's CPU seconds);
+steps without lazy regularisation (the regularisers run every 16 steps). (b) trains the 2mm-fd16 networks at resolution_log2=4 (base 5x6x7 -> 20x24x28) on the
+32-subject demo dataset at 8 mm, once per --modes, with the same seed and data order, using TrainStep in a
+loop of its own (built as the training loop builds its state), and prints per snapshot the slice FIDs and
+MS-SSIM of generated pairs (tf3dstylegan.metrics, 32 generated vs the 32 real volumes), the real pairs'
+MS-SSIM and p. One JSON line per measurement; --outdir also writes each run's final G_ema preview PNG.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+flags.DEFINE_enum("what", "step", ["step", "train"], "(a) step time or (b) training comparison.")
+flags.DEFINE_integer("batch", 2, "Global batch size.")
+flags.DEFINE_string("pipeline", "bgc", "Augmentation pipeline (tf3dstylegan.training.augment).")
+flags.DEFINE_list("p", ["0", "0.5", "1"], "(a) fixed augmentation probabilities to time.")
+flags.DEFINE_integer("repeats", 3, "(a) timed steps per variant after one warm-up step.")
+flags.DEFINE_list("modes", ["none", "ada"], "(b) augmentation modes to train with.")
+flags.DEFINE_float("kimg", 30.0, "(b) thousands of real volumes shown per run.")
+flags.DEFINE_float("snap_kimg", 2.0, "(b) kimg between metric snapshots.")
+flags.DEFINE_float("target", 0.6, "(b) ADA target for r_t.")
+flags.DEFINE_float("ada_kimg", 500.0, "(b) kimg for p to move by 1.")
+flags.DEFINE_list("metrics", ["fid_slices", "msssim"], "(b) metrics per snapshot.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("outdir", None, "(b) write fakes-<mode>.png of the final G_ema here.")
+FLAGS = flags.FLAGS
+
+
+def build_step(cfg, batch, seed, augment=None):
+    """G, D, G_ema, optimizers and a TrainStep as the training loop builds them (one device)."""
+    import keras
+    import tensorflow as tf
+    from tf3dstylegan.networks import build_discriminator, build_generator
+    from tf3dstylegan.training.step import TrainStep, make_optimizer
+    strategy = tf.distribute.get_strategy()
+    rng = tf.random.Generator.from_seed(seed)
+    keras.utils.set_random_seed(seed)
+    G, D, G_ema = build_generator(cfg), build_discriminator(cfg), build_generator(cfg)
+    for ema, var in zip(G_ema.variables, G.variables):
+        ema.assign(var)
+    g_opt = make_optimizer(cfg.g_lr, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.g_reg_interval, "float32")
+    d_opt = make_optimizer(cfg.d_lr, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.d_reg_interval, "float32")
+    g_opt.build(G.trainable_variables)
+    d_opt.build(D.trainable_variables)
+    pl_mean = tf.Variable(0.0, trainable=False, name="pl_mean")
+    return TrainStep(cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, batch, augment=augment)
+
+
+def step_time():
+    """(a): seconds per training step without and with the pipe at each fixed p."""
+    import tensorflow as tf
+    from tf3dstylegan import load_config
+    from tf3dstylegan.training.augment import AugmentPipe
+    cfg = load_config("2mm-fd16", batch_size=FLAGS.batch)
+    reals = tf.random.uniform([FLAGS.batch, *cfg.img_shape, 1], -1.0, 1.0, seed=1)
+    base = build_step(cfg, FLAGS.batch, FLAGS.seed)
+    variants = {"plain": base}
+    for p in FLAGS.p:  # the same networks: only the pipe differs
+        variants[f"p={float(p):g}"] = base.__class__(
+            cfg, base.strategy, base.G, base.D, base.G_ema, base.g_opt, base.d_opt, base.rng, base.pl_mean,
+            FLAGS.batch, augment=AugmentPipe(FLAGS.pipeline, mode="fixed", p=float(p)))
+    wall, cpu = ({name: [] for name in variants} for _ in range(2))
+    for repeat in range(FLAGS.repeats + 1):
+        for name, train_step in variants.items():
+            step = 1 + repeat % 15  # no lazy regularisation at steps 1..15
+            start, start_cpu = time.perf_counter(), time.process_time()
+            float(train_step(reals, step)["loss/D"])  # waits for the step
+            if repeat:  # the first call traces and compiles
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    for name in variants:  # CPU seconds of this process: less sensitive than wall time to other jobs
+        print(json.dumps({"what": "step", "variant": name, "pipeline": FLAGS.pipeline, "batch": FLAGS.batch,
+                          "img_shape": list(cfg.img_shape), "seconds_per_step": float(np.median(wall[name])),
+                          "cpu_seconds_per_step": float(np.median(cpu[name])),
+                          "all_seconds": [round(v, 3) for v in wall[name]],
+                          "relative_to_plain": float(np.median(wall[name]) / np.median(wall["plain"])),
+                          "cpu_relative_to_plain": float(np.median(cpu[name]) / np.median(cpu["plain"]))}),
+              flush=True)
+
+
+def snapshot(train_step, reals, extractors, real_msssim, mode, nimg, started):
+    from tf3dstylegan.metrics import compute_metrics
+    record = {"what": "train", "mode": mode, "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
+              "p": float(train_step.augment.p.numpy()) if train_step.augment is not None else 0.0,
+              "real_msssim": real_msssim}
+    values = compute_metrics(train_step.G_ema, reals, metrics=FLAGS.metrics, num=len(reals), batch_size=8,
+                             seed=FLAGS.seed, reference=False, extractors=extractors)
+    record.update({k: v for k, v in values.items() if k != "num"})
+    print(json.dumps(record), flush=True)
+    return record
+
+
+def train_comparison():
+    """(b): the same training with each augmentation mode; metrics of G_ema per snapshot."""
+    import tensorflow as tf
+    from tf3dstylegan import load_config
+    from tf3dstylegan.data import demo_dataset, make_dataset
+    from tf3dstylegan.metrics import mmd, msssim
+    from tf3dstylegan.metrics.runner import FeatureExtractors
+    from tf3dstylegan.training.augment import build_augment
+    cfg = load_config("2mm-fd16", resolution_log2=4, batch_size=FLAGS.batch)  # 5x6x7 * 2**2 = 20x24x28
+    records = demo_dataset(voxel_size=8.0)
+    reals = np.concatenate(list(make_dataset(records, 8, shuffle=False, repeat=False).as_numpy_iterator()))
+    if reals.shape[1:4] != tuple(cfg.img_shape):
+        raise ValueError(f"{records}: volumes {reals.shape[1:4]}, expected {cfg.img_shape}")
+    real_msssim = float(np.mean(msssim.pairwise_ms_ssim(mmd.to_unit_range(reals))))
+    extractors = FeatureExtractors(FLAGS.metrics)
+    total, every = int(FLAGS.kimg * 1000), int(FLAGS.snap_kimg * 1000)
+    for mode in FLAGS.modes:
+        pipe = build_augment(mode, FLAGS.pipeline, target=FLAGS.target, kimg=FLAGS.ada_kimg)
+        train_step = build_step(cfg, FLAGS.batch, FLAGS.seed, augment=pipe)
+        data = iter(make_dataset(records, FLAGS.batch, seed=FLAGS.seed, shuffle=True, repeat=True))
+        nimg, step, next_snap, started = 0, 0, every, time.time()
+        while nimg < total:
+            values = {k: float(v) for k, v in train_step(tf.constant(next(data)), step).items()}
+            if not all(np.isfinite(v) for v in values.values()):
+                raise RuntimeError(f"{mode}: non-finite losses at step {step}: {values}")
+            step, nimg = step + 1, nimg + FLAGS.batch
+            if nimg >= next_snap or nimg >= total:
+                snapshot(train_step, reals, extractors, real_msssim, mode, nimg, started)
+                next_snap += every
+        if FLAGS.outdir:
+            write_preview(train_step.G_ema, Path(FLAGS.outdir) / f"fakes-{mode}.png")
+
+
+def write_preview(G, path):
+    import tensorflow as tf
+    from tf3dstylegan.io import preview_grid, write_png
+    z = tf.constant(np.random.RandomState(FLAGS.seed).randn(8, G.z_dim), tf.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(path, preview_grid(G(z, noise_mode="const").numpy(), 4))
+
+
+def main(argv):
+    if FLAGS.what == "step":
+        step_time()
+    else:
+        train_comparison()
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,131 @@
+"""Checkpoints of a training run (`<run>/checkpoints/`): written by `tf.train.CheckpointManager`, every
+variable keyed by its Keras path, so that a change in creation order can never swap two variables.
+
+Reading falls back: the newest checkpoint that reads completely (shapes, CRCs) is used, and each one
+skipped is reported with the reason. Checkpoints of the earlier layout (`ckpt-<step>/` folders with a
+`latest` pointer, variables keyed by position) are still read.
+"""
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+CHECKPOINT_NAME = "ckpt"
+_FOLDER = re.compile(r"^ckpt-(\d+)$")  # the earlier layout: one folder per checkpoint
+_PREFIX = re.compile(r"^ckpt-(\d+)\.index$")
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a run can be read into the given objects."""
+
+
+_NUMBERED = re.compile(r"^([^/]+?)(?:_\d+)?/")
+
+
+def path_keyed(variables, optimizer=False):
+    """A checkpoint node holding variables under their Keras paths ('mapping/dense0/weight'); for an optimizer the
+    number Keras appends to its name per process ('adam_1/...') is dropped ('adam/...')."""
+    node = {}
+    for var in variables:
+        key = _NUMBERED.sub(r"\1/", var.path) if optimizer else var.path
+        if key in node:
+            raise ValueError(f"two variables share the path {key!r}: cannot key a checkpoint by path")
+        node[key] = var
+    return tf.train.Checkpoint(**node)
+
+
+def positional(variables):
+    """The earlier layout's node: variables keyed by position ('v00000', 'v00001', ...)."""
+    return tf.train.Checkpoint(**{f"v{i:05d}": v for i, v in enumerate(variables)})
+
+
+def nodes(models=None, optimizers=None, others=None, layout="path"):
+    """{name: node} for tf.train.Checkpoint: models and optimizers as variable nodes, `others` as they are."""
+    def node(variables, is_optimizer):
+        return positional(variables) if layout == "positional" else path_keyed(variables, optimizer=is_optimizer)
+    out = {name: node(model.variables, False) for name, model in (models or {}).items()}
+    out.update({name: node(opt.variables, True) for name, opt in (optimizers or {}).items()})
+    out.update(others or {})
+    return out
+
+
+def checkpoint_step(path) -> int:
+    """The step of a checkpoint (a `ckpt-<step>` prefix or folder)."""
+    return int(Path(path).name.split("-")[-1])
+
+
+def candidates(directory):
+    """(path, layout) of every complete checkpoint in `directory`, newest first; layout 'path' or 'positional'."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        if _PREFIX.match(entry.name):
+            found.append((directory / entry.name[:-len(".index")], "path"))
+        elif _FOLDER.match(entry.name) and (entry / f"{CHECKPOINT_NAME}.index").is_file():
+            found.append((entry, "positional"))
+    return sorted(found, key=lambda item: (checkpoint_step(item[0]), item[1] == "path"), reverse=True)
+
+
+def read_prefix(path, layout):
+    """The file prefix tf.train.Checkpoint reads for a candidate."""
+    return str(Path(path) / CHECKPOINT_NAME) if layout == "positional" else str(path)
+
+
+def restore_newest(directory, make_nodes, complete=True, log=print):
+    """Read the newest readable checkpoint of `directory` into `make_nodes(layout)`'s objects; returns its path.
+
+    complete=True requires every object to be matched (resuming training); False reads what is there (inference:
+    the networks only, without warnings about the optimizers). Unreadable checkpoints are skipped and reported;
+    CheckpointError when none is left.
+    """
+    found = candidates(directory)
+    if not found:
+        raise CheckpointError(f"{directory}: no complete checkpoint")
+    problems = []
+    for path, layout in found:
+        try:
+            status = tf.train.Checkpoint(**make_nodes(layout)).read(read_prefix(path, layout))
+            if complete:
+                status.assert_existing_objects_matched()
+            status.expect_partial()  # the manager's save_counter, and for inference the optimizers
+        except (AssertionError, ValueError, IndexError, KeyError, tf.errors.OpError) as err:  # truncated: IndexError
+            problem = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            problems.append(f"{path.name}: {problem}")
+            log(f"skipping checkpoint {path} (unreadable or does not fit: {problem})")
+            continue
+        return path
+    raise CheckpointError(f"{directory}: no checkpoint fits ({'; '.join(problems)})")
+
+
+class CheckpointWriter:
+    """Saves `objects` (path-keyed nodes) into `directory`, keeping the newest `keep`; workers that should not
+    checkpoint (multi-worker, non-chief) write to a scratch folder, since every worker must take part."""
+
+    def __init__(self, directory, objects, keep=3):
+        self.directory = Path(directory)
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.keep = keep
+        self._manager = None
+
+    def save(self, step, should_checkpoint=True):
+        if not should_checkpoint:
+            scratch = tempfile.mkdtemp(prefix="tf3dstylegan-worker-ckpt-")
+            try:
+                self.checkpoint.write(os.path.join(scratch, CHECKPOINT_NAME))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return None
+        if self._manager is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=self.keep,
+                                                       checkpoint_name=CHECKPOINT_NAME)
+        path = self._manager.save(checkpoint_number=int(step))
+        for old, layout in candidates(self.directory)[self.keep:]:
+            if layout == "positional":  # earlier-layout folders of a resumed run age out like the others
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(path)

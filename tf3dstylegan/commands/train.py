@@ -1,0 +1,96 @@
+"""Train 3D-StyleGAN: `train.py --cfg demo` (built-in demo data), or `--cfg 2mm-fd96 --data RECORDS_FOLDER`.
+
+Rerunning the same command continues the latest run of that config from its last checkpoint. Ctrl-C (or
+SIGTERM) finishes the current step, writes a checkpoint and stops.
+"""
+import math
+
+from absl import flags
+
+from tf3dstylegan.cli import CommandError, flag_error
+
+CPU_BATCH = 4  # 2mm-fd16 at batch 4 needs ~7.5 GB on the CPU; batch 16 does not fit a 24 GB machine
+CPU_BATCH_VOXELS = 200_000  # volumes at least this large train at CPU_BATCH without a GPU (80x96x112: 860,160)
+
+
+def define_flags(fv):
+    flags.DEFINE_string("cfg", "demo", "Config: a preset name (tf3dstylegan/configs/*.json) or a JSON file.",
+                        flag_values=fv)
+    flags.DEFINE_string("data", None, "TFRecords folder (dataset_tool.py); default: the built-in demo dataset.",
+                        flag_values=fv)
+    flags.DEFINE_string("outdir", "runs", "Folder of the run folders (<id>-<cfg>).", flag_values=fv)
+    flags.DEFINE_float("kimg", None, "Train until D has seen this many thousand real volumes (default: the "
+                       "preset's total_kimg).", flag_values=fv)
+    flags.DEFINE_integer("batch", None, "Global minibatch, split over all replicas (default: the preset's "
+                         f"batch_size, at most {CPU_BATCH} on a machine without GPUs).", flag_values=fv)
+    flags.DEFINE_integer("gpus", None, "Use only the first N GPUs (default: all visible).", flag_values=fv)
+    flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multiworker"],
+                      "tf.distribute strategy; auto: multi-worker when TF_CONFIG is set, mirrored over several GPUs.",
+                      flag_values=fv)
+    flags.DEFINE_string("resume", "auto", "auto (latest run of this cfg), none, a run folder, or a .pkl/.keras "
+                        "network.", flag_values=fv)
+    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Compute precision.",
+                      flag_values=fv)
+    flags.DEFINE_bool("jit", False, "Compile the training step with XLA (GPUs; slow on the CPU).", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Random seed (weights, latents, data order).", flag_values=fv)
+    flags.DEFINE_integer("snap", None, "Ticks between G_ema .keras snapshots and preview PNGs (default: the "
+                         "preset's snapshot_ticks; checkpoints: every tick).", flag_values=fv)
+    flags.DEFINE_list("metrics", [], "Metrics at each snapshot, e.g. fid_slices,bmmd2,msssim,fid3d.", flag_values=fv)
+    flags.DEFINE_integer("metrics_num", 100, "Volumes per metric evaluation.", flag_values=fv)
+    flags.DEFINE_integer("keep", 3, "Checkpoints to keep.", flag_values=fv)
+    flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass "
+                      "(less memory).", flag_values=fv)
+    flags.DEFINE_multi_string("override", [], "key=value for any config field, e.g. --override tick_kimg=1 "
+                              "(repeatable).", flag_values=fv)
+
+
+def main(fv, args):
+    if args:
+        raise CommandError(f"unexpected arguments: {' '.join(args)}")
+    from tf3dstylegan.config import load_config, parse_override
+    try:
+        cfg = load_config(fv.cfg, **dict(parse_override(text) for text in fv.override))
+    except ValueError as err:
+        raise flag_error("cfg" if not fv.override else "override", err) from None
+    metrics = _metrics_function(fv.metrics, fv.metrics_num)
+    import tensorflow as tf
+    from tf3dstylegan.training import TrainingOptions, train
+    batch = fv.batch
+    if (batch is None and not tf.config.list_physical_devices("GPU") and cfg.batch_size > CPU_BATCH
+            and math.prod(cfg.img_shape) >= CPU_BATCH_VOXELS):
+        batch = CPU_BATCH
+    options = dict(kimg=fv.kimg, batch=batch, strategy=fv.strategy, gpus=fv.gpus, resume=fv.resume,
+                   precision=fv.precision, jit=fv.jit, seed=fv.seed, snap=fv.snap, keep_checkpoints=fv.keep,
+                   gradient_checkpointing=fv.gradient_checkpointing, progress=True)
+    TrainingOptions(**options)  # every flag checked before any work
+    if batch != fv.batch:
+        print(f"no GPU: batch {batch} instead of {cfg.batch_size} (set --batch to change)")
+    data = fv.data
+    if data is None:
+        from tf3dstylegan.data import demo_dataset
+        data = demo_dataset(voxel_size=cfg.voxel_size)
+    run_dir = train(cfg, data, fv.outdir, metrics=metrics(data) if metrics else None, **options)
+    print(f"previews: {run_dir}/fakes*.png  (G_ema on 8 fixed latents; the newest is the last in name order)")
+    if cfg.name == "demo":
+        print("next: the paper's presets, e.g. `python train.py --cfg 2mm-fd16 --kimg 1` (2 mm, 80x96x112) or "
+              "`--cfg 2mm-fd96 --data RECORDS --gpus 4`")
+
+
+def _metrics_function(names, num):
+    """None, or data -> (G_ema -> {metric: value} on `num` generated volumes); names checked now."""
+    if not names:
+        return None
+    from tf3dstylegan.metrics import compute_metrics
+    from tf3dstylegan.metrics.runner import METRICS
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown:
+        raise flag_error("metrics", f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    if num < 2:
+        raise flag_error("metrics_num", f"must be >= 2, got {num}")
+
+    def bind(data):
+        def evaluate(G):
+            results = compute_metrics(G, data, names, num=num, reference=False)
+            return {key: value for key, value in results.items() if isinstance(value, float)}
+        return evaluate
+    return bind

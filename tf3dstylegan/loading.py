@@ -1,0 +1,109 @@
+"""`load_network(path)`: the networks in an original TF1 pickle, a `.keras` file, a folder of `.keras` files
+(`convert` output) or a training run folder, each checked before anything large is allocated.
+
+`.keras` files are read with Keras' safe mode (no code from the file runs) after the configuration they
+claim has been checked against the size of the weights they store, so a tiny file cannot make us build a
+huge network. Run folders restore only what inference needs (G, D, G_ema) from their newest readable
+checkpoint.
+"""
+import json
+import zipfile
+from pathlib import Path
+
+from tf3dstylegan import checkpoints
+from tf3dstylegan.config import load_config, load_model_config
+from tf3dstylegan.legacy import LegacyFormatError, convert_legacy
+from tf3dstylegan.networks.loaded import LoadedNetworks
+
+KERAS_WEIGHTS = "model.weights.h5"
+KERAS_CONFIG = "config.json"
+MAX_CONFIG_BYTES = 10 * 2 ** 20
+
+
+class NetworkFileError(LegacyFormatError):
+    """A file or folder that does not hold loadable networks."""
+
+
+def load_network(path, fused_modconv=None, log=print) -> LoadedNetworks:
+    """G, D and G_ema from a legacy .pkl, a .keras file, or a folder (convert output or training run)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / "G_ema.keras").is_file():
+            return _load_keras_folder(path)
+        return load_run_networks(path, log=log)
+    if path.suffix == ".keras":
+        model = load_keras_model(path)
+        return LoadedNetworks(G=model, D=None, G_ema=model, config=model.config, source=str(path))
+    return convert_legacy(path, fused_modconv=fused_modconv)
+
+
+def _claimed_config(path, archive):
+    """The ModelConfig a .keras archive's config.json claims (top-level model's `config` argument)."""
+    info = archive.getinfo(KERAS_CONFIG)
+    if info.file_size > MAX_CONFIG_BYTES:
+        raise NetworkFileError(f"{path}: {KERAS_CONFIG} is {info.file_size:,} bytes, not a model description")
+    try:
+        description = json.loads(archive.read(KERAS_CONFIG))
+        return description.get("class_name"), load_model_config(description["config"]["config"])
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise NetworkFileError(f"{path}: not a tf3dstylegan network ({str(err).splitlines()[0] if str(err) else err!r})") \
+            from None
+
+
+def load_keras_model(path, expected=("Generator",)):
+    """A Generator or Discriminator from a .keras file (safe mode), its claimed size checked first."""
+    import keras
+    import tf3dstylegan.networks  # noqa: F401  (registers our classes)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if not {KERAS_CONFIG, KERAS_WEIGHTS} <= names:
+                raise NetworkFileError(f"{path}: not a Keras model archive (no {KERAS_CONFIG} or {KERAS_WEIGHTS})")
+            class_name, cfg = _claimed_config(path, archive)
+            stored = archive.getinfo(KERAS_WEIGHTS).file_size
+    except zipfile.BadZipFile:
+        raise NetworkFileError(f"{path}: not a .keras file (not a zip archive)") from None
+    if class_name not in expected:
+        raise NetworkFileError(f"{path}: holds a {class_name}, expected {' or '.join(expected)}")
+    if class_name == "Generator" and cfg.min_generator_bytes() > stored * 1.01 + 4096:
+        raise NetworkFileError(f"{path}: claims a {cfg.img_shape} generator with fmap_max {cfg.fmap_max} that needs "
+                               f"at least {cfg.min_generator_bytes():,} bytes of weights, but stores {stored:,}")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, OSError, KeyError, TypeError) as err:
+        raise NetworkFileError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0]})") from None
+
+
+def _load_keras_folder(path):
+    """A folder of G.keras, D.keras and G_ema.keras (what `convert` writes)."""
+    G_ema = load_keras_model(path / "G_ema.keras")
+    G = load_keras_model(path / "G.keras") if (path / "G.keras").is_file() else G_ema
+    D = load_keras_model(path / "D.keras", ("Discriminator",)) if (path / "D.keras").is_file() else None
+    return LoadedNetworks(G=G, D=D, G_ema=G_ema, config=G_ema.config, source=str(path))
+
+
+def run_config(run_dir):
+    """The preset Config a training run folder was trained with (from its training_options.json)."""
+    options = Path(run_dir) / "training_options.json"
+    if not options.is_file():
+        raise NetworkFileError(f"{run_dir}: not a training run folder (no training_options.json)")
+    try:
+        return load_config(json.loads(options.read_text(encoding="utf-8"))["config"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise NetworkFileError(f"{options}: unreadable ({str(err).splitlines()[0] if str(err) else err!r})") from None
+
+
+def load_run_networks(run_dir, log=print):
+    """LoadedNetworks (G, D, G_ema, config) from the newest readable checkpoint of a training run folder."""
+    from tf3dstylegan.networks import build_discriminator, build_generator
+    run_dir = Path(run_dir)
+    cfg = run_config(run_dir)
+    models = {"G": build_generator(cfg), "D": build_discriminator(cfg), "G_ema": build_generator(cfg)}
+    try:
+        found = checkpoints.restore_newest(run_dir / "checkpoints", lambda layout: checkpoints.nodes(
+            models, layout=layout), complete=False, log=log)
+    except checkpoints.CheckpointError as err:
+        raise NetworkFileError(str(err)) from None
+    return LoadedNetworks(config=cfg.model, source=str(found), **models)

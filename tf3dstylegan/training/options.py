@@ -1,0 +1,52 @@
+"""`TrainingOptions`: how one run is trained (beside the preset's model and loss settings), checked once,
+and what `training_options.json` records."""
+import dataclasses
+import math
+from typing import Optional
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingOptions:
+    """kimg: thousands of real volumes to show D (None: the preset's total_kimg). batch: global batch (None: the
+    preset's batch_size). resume: "auto" (latest run of this config), None/"none", a run folder, or a network file
+    (.pkl/.keras) that initialises G, D and G_ema. snap: ticks between .keras/preview snapshots (None: the
+    preset's snapshot_ticks). gradient_checkpointing: recompute block activations in the backward pass."""
+
+    kimg: Optional[float] = None
+    batch: Optional[int] = None
+    strategy: str = "auto"
+    gpus: Optional[int] = None
+    resume: Optional[str] = "auto"
+    precision: str = "float32"
+    jit: bool = False
+    seed: int = 0
+    snap: Optional[int] = None
+    keep_checkpoints: int = 3
+    gradient_checkpointing: bool = False
+    progress: bool = False
+
+    def __post_init__(self):
+        if self.kimg is not None and (isinstance(self.kimg, bool) or not math.isfinite(self.kimg) or self.kimg <= 0):
+            raise ValueError(f"--kimg: must be a positive finite number, got {self.kimg}")
+        for name, low in (("batch", 1), ("gpus", 1), ("snap", 1), ("keep_checkpoints", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"--{name}: must be an integer >= {low}, got {value!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 31:
+            raise ValueError(f"--seed: must be an integer in [0, 2**31), got {self.seed!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision: must be one of {PRECISIONS}, got {self.precision!r}")
+        if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.resume == "none" or self.resume == "":
+            object.__setattr__(self, "resume", None)
+        if self.resume is not None:
+            object.__setattr__(self, "resume", str(self.resume))
+
+    def resolved(self, cfg):
+        """A copy with kimg, batch and snap taken from the preset where they were left open."""
+        return dataclasses.replace(self, kimg=cfg.total_kimg if self.kimg is None else self.kimg,
+                                   batch=self.batch or cfg.batch_size, snap=self.snap or cfg.snapshot_ticks)

@@ -1,0 +1,105 @@
+"""`TrainingState`: the networks, optimizers, counters and step function of one run, and how they are
+checkpointed and initialised from a network file."""
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from tf3dstylegan import checkpoints
+from tf3dstylegan.config import Config
+from tf3dstylegan.training.step import TrainStep, make_optimizer
+
+MODELS = ("G", "D", "G_ema")
+OPTIMIZERS = ("g_opt", "d_opt")
+
+
+@dataclasses.dataclass
+class TrainingState:
+    cfg: Config
+    strategy: tf.distribute.Strategy
+    batch: int
+    seed: int
+    G: keras.Model
+    D: keras.Model
+    G_ema: keras.Model
+    g_opt: keras.optimizers.Optimizer
+    d_opt: keras.optimizers.Optimizer
+    pl_mean: tf.Variable
+    step: tf.Variable
+    nimg: tf.Variable
+    seconds: tf.Variable
+    rng: tf.random.Generator
+    train_step: TrainStep
+
+    def checkpoint_nodes(self, layout="path"):
+        """{name: node} of everything a resume needs, in the given checkpoint layout."""
+        return checkpoints.nodes({m: getattr(self, m) for m in MODELS}, {o: getattr(self, o) for o in OPTIMIZERS},
+                                 dict(step=self.step, nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean,
+                                      rng=self.rng), layout=layout)
+
+
+def build_optimizers(cfg, precision, G, D):
+    """Adam for G and D, built on their variables, and the path-length mean (call inside strategy.scope())."""
+    g_opt, d_opt = (make_optimizer(lr, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, interval, precision)
+                    for lr, interval in ((cfg.g_lr, cfg.g_reg_interval), (cfg.d_lr, cfg.d_reg_interval)))
+    g_opt.build(G.trainable_variables)
+    d_opt.build(D.trainable_variables)
+    pl_mean = tf.Variable(0.0, trainable=False, name="pl_mean", synchronization=tf.VariableSynchronization.ON_WRITE,
+                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    return g_opt, d_opt, pl_mean
+
+
+def build_state(cfg, strategy, batch, seed, precision="float32", jit=False, gradient_checkpointing=False):
+    """A fresh TrainingState: G_ema starts equal to G; all random draws follow `seed`."""
+    from tf3dstylegan.networks import build_discriminator, build_generator
+    rng = tf.random.Generator.from_seed(seed)  # outside the scope: identical on every worker
+    keras.utils.set_random_seed(seed)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        with strategy.scope():
+            G = build_generator(cfg, gradient_checkpointing=gradient_checkpointing)
+            D = build_discriminator(cfg, gradient_checkpointing=gradient_checkpointing)
+            G_ema = build_generator(cfg)
+            for ema, var in zip(G_ema.variables, G.variables):
+                ema.assign(var)
+            g_opt, d_opt, pl_mean = build_optimizers(cfg, precision, G, D)
+            step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            nimg = tf.Variable(0, dtype=tf.int64, trainable=False, name="nimg")
+            seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    train_step = TrainStep(cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, batch, jit=jit)
+    return TrainingState(cfg=cfg, strategy=strategy, batch=batch, seed=seed, G=G, D=D, G_ema=G_ema, g_opt=g_opt,
+                         d_opt=d_opt, pl_mean=pl_mean, step=step, nimg=nimg, seconds=seconds, rng=rng,
+                         train_step=train_step)
+
+
+def restore_state(state, checkpoint_dir, log=print):
+    """Resume from the newest checkpoint of `checkpoint_dir` that reads completely; returns its path."""
+    try:
+        return checkpoints.restore_newest(checkpoint_dir, state.checkpoint_nodes, complete=True, log=log)
+    except checkpoints.CheckpointError as err:
+        raise ValueError(f"{err}; config {state.cfg.name!r}, batch {state.batch}; start a new run with "
+                         f"--resume none, or pass the matching --cfg/--override") from None
+
+
+def load_weights(path, state, log=print):
+    """Copy G, D and G_ema from a network file (legacy .pkl, .keras, or a folder of them) into the new networks,
+    matching variables by their Keras paths and shapes."""
+    from tf3dstylegan.loading import load_network
+    loaded = load_network(path, log=log)
+    for name in MODELS:
+        source, target = getattr(loaded, name), getattr(state, name)
+        if source is None:
+            log(f"{path} holds no {name}: {name} starts from random weights")
+            continue
+        by_path = {v.path: v for v in source.variables}
+        targets = {v.path: v for v in target.variables}
+        mismatched = sorted(p for p, v in targets.items()
+                            if p not in by_path or tuple(by_path[p].shape) != tuple(v.shape))
+        if mismatched or len(by_path) != len(targets):
+            raise ValueError(f"{path}: {name} does not match config {state.cfg.name!r} "
+                             f"(different variables, e.g. {mismatched[:3]})")
+        for var_path, dst in targets.items():
+            dst.assign(by_path[var_path])
