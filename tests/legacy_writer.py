@@ -1,6 +1,6 @@
-"""Test-side writer of original-layout (G, D, Gs) pickles for any configuration, from docs/original-code.md
+"""Test-side writer of original-layout (G, D, Gs) pickles for any configuration.
 
-Independent of tf3dstylegan.legacy: variable names and shapes follow the spec's general rule, values
+Independent of tf3dstylegan.legacy: variable names and shapes follow the original's naming rule, values
 are random (std 1 for weights, 0.2 for biases, strengths and buffers, as the shared fixture does).
 """
 import pickle

@@ -1,4 +1,4 @@
-"""An independent NumPy implementation of the original 3D-StyleGAN, written from the spec.
+"""An independent NumPy implementation of the original 3D-StyleGAN's forward pass (docs/original-code.md).
 
 Channels-first `[N, C, D0, D1, D2]` like the original, dense 5x5x5 FIR, zero-insertion up-sampling,
 and parameters taken straight from TF1-named variable dicts. Slow; small sizes only.

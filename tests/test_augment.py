@@ -150,7 +150,6 @@ def tiny_networks(cfg, seed=0, **kwargs):
     return build_generator(cfg, **kwargs), build_discriminator(cfg, **kwargs), build_generator(cfg)
 
 
-@pytest.mark.slow
 def test_gradients_reach_G_through_the_pipe():
     cfg = load_config("2mm-fd16", **TINY)
     G, D, _ = tiny_networks(cfg)

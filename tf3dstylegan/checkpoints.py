@@ -76,12 +76,12 @@ def read_prefix(path, layout):
     return str(Path(path) / CHECKPOINT_NAME) if layout == "positional" else str(path)
 
 
-def restore_newest(directory, make_nodes, complete=True, log=print):
+def restore_newest(directory, make_nodes, complete=True, log=print, optional=()):
     """Read the newest readable checkpoint of `directory` into `make_nodes(layout)`'s objects; returns its path.
 
     complete=True requires every object to be matched (resuming training); False reads what is there (inference:
     the networks only, without warnings about the optimizers). Unreadable checkpoints are skipped and reported;
-    CheckpointError when none is left.
+    CheckpointError when none is left. Nodes named in `optional` are left as they are when a checkpoint lacks them.
     """
     found = candidates(directory)
     if not found:
@@ -89,7 +89,10 @@ def restore_newest(directory, make_nodes, complete=True, log=print):
     problems = []
     for path, layout in found:
         try:
-            status = tf.train.Checkpoint(**make_nodes(layout)).read(read_prefix(path, layout))
+            prefix = read_prefix(path, layout)
+            present = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)} if optional else ()
+            objects = {k: v for k, v in make_nodes(layout).items() if k not in optional or k in present}
+            status = tf.train.Checkpoint(**objects).read(prefix)
             if complete:
                 status.assert_existing_objects_matched()
             status.expect_partial()  # the manager's save_counter, and for inference the optimizers

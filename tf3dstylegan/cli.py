@@ -9,6 +9,7 @@ which also prints full tracebacks.
 """
 import importlib
 import os
+import re
 import sys
 
 from absl import flags
@@ -78,7 +79,11 @@ def help_text(prog, module, fv):
 
 def fail(prog, message, code=EXIT_BAD_INPUT):
     """Print `prog: error: message` (first line only) and exit with `code`."""
-    first = str(message).strip().splitlines()[0] if str(message).strip() else "failed"
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(message).strip().splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):  # Keras wraps the cause
+        lines = lines[1:]
+    first = lines[0] if lines else "failed"
     print(f"{prog}: error: {first}", file=sys.stderr)
     sys.exit(code)
 

@@ -55,7 +55,7 @@ def _claimed_config(path, archive):
 def load_keras_model(path, expected=("Generator",)):
     """A Generator or Discriminator from a .keras file (safe mode), its claimed size checked first."""
     import keras
-    import tf3dstylegan.networks  # noqa: F401  (registers our classes)
+    import tf3dstylegan.networks  # noqa: F401  (registers our classes with Keras)
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())

@@ -40,6 +40,19 @@ def define_flags(fv):
     flags.DEFINE_integer("keep", 3, "Checkpoints to keep.", flag_values=fv)
     flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass "
                       "(less memory).", flag_values=fv)
+    flags.DEFINE_enum("aug", "none", ["ada", "fixed", "none"], "Discriminator augmentation: ada (p adapts toward "
+                      "--aug_target), fixed (p = --aug_p) or none. For small datasets: ada.", flag_values=fv)
+    flags.DEFINE_string("augpipe", "bgc", "Augmentations: letters b (integer translation), g (scaling, rotation, "
+                        "anisotropy, fractional translation), c (brightness, contrast, gamma), f (bias field), "
+                        "n (noise), o (cutout), x (left-right flip), e.g. bgc, bgcf.", flag_values=fv)
+    flags.DEFINE_float("aug_target", 0.6, "ADA's target for r_t = E[sign(D(reals))].", flag_values=fv)
+    flags.DEFINE_float("aug_p", None, "Augmentation probability: constant with --aug fixed, the start with ada.",
+                       flag_values=fv)
+    flags.DEFINE_float("ada_kimg", 500.0, "ADA's speed: thousands of volumes over which p can go from 0 to 1 "
+                       "(lower it for short runs).", flag_values=fv)
+    flags.DEFINE_boolean("labels", None, "Condition on the data's covariates (default: whenever the records "
+                         "folder has labels; with the demo data: its conditional variant, age and sex).",
+                         flag_values=fv)
     flags.DEFINE_multi_string("override", [], "key=value for any config field, e.g. --override tick_kimg=1 "
                               "(repeatable).", flag_values=fv)
 
@@ -61,15 +74,18 @@ def main(fv, args):
         batch = CPU_BATCH
     options = dict(kimg=fv.kimg, batch=batch, strategy=fv.strategy, gpus=fv.gpus, resume=fv.resume,
                    precision=fv.precision, jit=fv.jit, seed=fv.seed, snap=fv.snap, keep_checkpoints=fv.keep,
-                   gradient_checkpointing=fv.gradient_checkpointing, progress=True)
+                   gradient_checkpointing=fv.gradient_checkpointing, progress=True, aug=fv.aug,
+                   augpipe=fv.augpipe, aug_target=fv.aug_target, aug_p=fv.aug_p, ada_kimg=fv.ada_kimg,
+                   labels=fv.labels)
     TrainingOptions(**options)  # every flag checked before any work
     if batch != fv.batch:
         print(f"no GPU: batch {batch} instead of {cfg.batch_size} (set --batch to change)")
     data = fv.data
     if data is None:
         from tf3dstylegan.data import demo_dataset
-        data = demo_dataset(voxel_size=cfg.voxel_size)
-    run_dir = train(cfg, data, fv.outdir, metrics=metrics(data) if metrics else None, **options)
+        data = demo_dataset(voxel_size=cfg.voxel_size, conditional=fv.labels is True)
+    run_dir = train(cfg, data, fv.outdir, metrics=metrics(data) if metrics else None,
+                    log=lambda line: print(line, flush=True), **options)
     print(f"previews: {run_dir}/fakes*.png  (G_ema on 8 fixed latents; the newest is the last in name order)")
     if cfg.name == "demo":
         print("next: the paper's presets, e.g. `python train.py --cfg 2mm-fd16 --kimg 1` (2 mm, 80x96x112) or "

@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from tf3dstylegan.metrics.batched import BatchedModel, weight_dict
+
 IN_EPSILON = 1e-5
 FEATURE_DIM = 128
 
@@ -86,16 +88,11 @@ def deepbet_normalize(volumes):
     return out
 
 
-class DeepbetFeatures:
+class DeepbetFeatures(BatchedModel):
     """Callable: [-1, 1] volumes [N, X, Y, Z, 1] -> 128-D encoder features [N, 128] (float64)."""
 
     def __init__(self, weights, batch_size=4):
-        if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
-            with np.load(weights) as data:
-                weights = dict(data)
-        self.model = build_encoder(weights)
-        self.batch_size = batch_size
-        self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        super().__init__(build_encoder(weight_dict(weights)), batch_size)
 
     def encode(self, normalized):
         """Features of already-normalised volumes."""
@@ -104,8 +101,7 @@ class DeepbetFeatures:
             raise ValueError(f"deepbet input must be [N, X, Y, Z, 1], got {x.shape}")
         if min(x.shape[1:4]) < MIN_AXIS:
             raise ValueError(f"deepbet features need every axis >= {MIN_AXIS} voxels, got {x.shape[1:4]}")
-        out = [self._forward(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
-        return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, FEATURE_DIM))
+        return self.features(x)
 
     def __call__(self, volumes):
         return self.encode(deepbet_normalize(volumes))

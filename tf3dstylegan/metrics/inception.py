@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from tf3dstylegan.metrics.batched import BatchedModel, weight_dict
+
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
 BN_EPSILON = 1e-3
@@ -127,21 +129,14 @@ def build_inception(weights, prefix="net.layers"):
     return keras.Model(inputs, features, name="inception_v3_fid")
 
 
-class InceptionFeatures:
+class InceptionFeatures(BatchedModel):
     """Callable: uint8-valued images [N, H, W, 1 or 3] -> pool3 features [N, 2048] (float64)."""
 
     def __init__(self, weights, batch_size=16):
-        if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__"):
-            with np.load(weights) as data:
-                weights = dict(data)
-        self.model = build_inception(weights)
-        self.batch_size = batch_size
-        self._forward = tf.function(lambda x: self.model(fid_preprocess(x), training=False), reduce_retracing=True)
+        super().__init__(build_inception(weight_dict(weights)), batch_size, preprocess=fid_preprocess)
 
     def __call__(self, images):
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
             raise ValueError(f"Inception input must be [N, H, W, 1 or 3], got {images.shape}")
-        out = [self._forward(images[i:i + self.batch_size]).numpy()
-               for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, FEATURE_DIM))
+        return self.features(images)

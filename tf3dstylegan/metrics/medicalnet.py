@@ -19,8 +19,9 @@ RAS [X, Y, Z] volumes.
 import re
 
 import numpy as np
-import tensorflow as tf
 import keras
+
+from tf3dstylegan.metrics.batched import BatchedModel
 
 BN_EPSILON = 1e-5
 STAGE_STRIDES = (1, 2, 1, 1)
@@ -139,22 +140,15 @@ def medicalnet_input(volumes):
     return np.ascontiguousarray(volumes.transpose(0, 3, 2, 1, 4))
 
 
-class MedicalNetFeatures:
+class MedicalNetFeatures(BatchedModel):
     """Callable: [-1, 1] volumes [N, X, Y, Z, 1] -> pooled features [N, 2048] (float64)."""
 
     def __init__(self, weights, batch_size=2):
-        if not isinstance(weights, dict):
-            weights = load_weights(weights)
-        self.model = build_resnet(weights)
-        self.feature_dim = self.model.output_shape[-1]
-        self.batch_size = batch_size
-        self._forward = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        super().__init__(build_resnet(weights if isinstance(weights, dict) else load_weights(weights)), batch_size)
 
     def encode(self, inputs):
         """Features of already-preprocessed inputs [N, D, H, W, 1]."""
-        x = np.asarray(inputs, np.float32)
-        out = [self._forward(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
-        return np.concatenate(out, 0).astype(np.float64) if out else np.zeros((0, self.feature_dim))
+        return self.features(inputs)
 
     def __call__(self, volumes):
         return self.encode(medicalnet_input(volumes))

@@ -114,26 +114,12 @@ def _resolve(value, arrays):
 
 
 def _read_zip(archive):
-    names = archive.namelist()
-    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-    if len(pickles) != 1:
-        raise TorchSaveError("no <root>/data.pkl in the zip archive")
-    root = pickles[0][:-len("data.pkl")]
-    if f"{root}byteorder" in names and archive.read(f"{root}byteorder").strip() != b"little":
-        raise TorchSaveError("only little-endian files are supported")
-    if archive.getinfo(pickles[0]).file_size > torchscript.MAX_PICKLE_BYTES:
-        raise TorchSaveError(f"{pickles[0]} is larger than {torchscript.MAX_PICKLE_BYTES} bytes")
-    obj, storages = _unpickle(io.BytesIO(archive.read(pickles[0])))
-    arrays = {}
-    for key, storage in storages.items():
-        member = f"{root}data/{key}"
-        if member not in names:
-            raise TorchSaveError(f"storage {key} missing from the archive")
-        needed = storage.numel * storage.dtype.itemsize
-        if archive.getinfo(member).file_size < needed:
-            raise TorchSaveError(f"storage {key} holds {archive.getinfo(member).file_size} bytes, expected {needed}")
-        with archive.open(member) as f:
-            arrays[key] = np.frombuffer(f.read(needed), storage.dtype.newbyteorder("<"))
+    names, root, pickled = torchscript.archive_layout(archive, TorchSaveError)
+    if archive.getinfo(pickled).file_size > torchscript.MAX_PICKLE_BYTES:
+        raise TorchSaveError(f"{pickled} is larger than {torchscript.MAX_PICKLE_BYTES} bytes")
+    obj, storages = _unpickle(io.BytesIO(archive.read(pickled)))
+    arrays = {key: torchscript.read_storage_member(archive, names, root, key, storage.dtype, storage.numel,
+                                                   TorchSaveError) for key, storage in storages.items()}
     return _resolve(obj, arrays)
 
 

@@ -96,6 +96,31 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._read_storage(str(key), storage_type.dtype, int(numel))
 
 
+def archive_layout(archive, error):
+    """(member names, root folder, root pickle) of a torch zip archive: one `<root>/data.pkl`, little-endian;
+    `error` (an exception class) otherwise."""
+    names = archive.namelist()
+    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pickles) != 1:
+        raise error("no <root>/data.pkl in the zip archive")
+    root = pickles[0][:-len("data.pkl")]
+    if f"{root}byteorder" in names and archive.read(f"{root}byteorder").strip() != b"little":
+        raise error("only little-endian archives are supported")
+    return names, root, pickles[0]
+
+
+def read_storage_member(archive, names, root, key, dtype, numel, error):
+    """The `numel` little-endian `dtype` values of storage `key`, its size checked before anything is read."""
+    member, itemsize = f"{root}data/{key}", np.dtype(dtype).itemsize
+    if member not in names:
+        raise error(f"storage {key} missing from the archive")
+    size = archive.getinfo(member).file_size
+    if size < numel * itemsize:
+        raise error(f"storage {key} holds {size // itemsize} elements, expected {numel}")
+    with archive.open(member) as f:
+        return np.frombuffer(f.read(numel * itemsize), dtype=np.dtype(dtype).newbyteorder("<"))
+
+
 def read_archive(source):
     """The root `ScriptModule` of a TorchScript zip (a path, bytes or a binary file object)."""
     if isinstance(source, (bytes, bytearray)):
@@ -105,30 +130,17 @@ def read_archive(source):
     except (zipfile.BadZipFile, OSError) as e:
         raise TorchScriptError(f"not a TorchScript zip archive ({e})") from e
     with archive:
-        names = archive.namelist()
-        pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-        if len(pkl) != 1:
-            raise TorchScriptError("no <root>/data.pkl in the archive")
-        root = pkl[0][: -len("data.pkl")]
-        if f"{root}byteorder" in names and archive.read(f"{root}byteorder").strip() != b"little":
-            raise TorchScriptError("only little-endian archives are supported")
+        names, root, pickled = archive_layout(archive, TorchScriptError)
 
         def read_storage(key, dtype, numel):
-            member, itemsize = f"{root}data/{key}", np.dtype(dtype).itemsize
-            if member not in names:
-                raise TorchScriptError(f"storage {key} missing from the archive")
-            size = archive.getinfo(member).file_size  # checked before anything is read or allocated
-            if size < numel * itemsize:
-                raise TorchScriptError(f"storage {key} holds {size // itemsize} elements, expected {numel}")
-            with archive.open(member) as f:
-                return np.frombuffer(f.read(numel * itemsize), dtype=np.dtype(dtype).newbyteorder("<"))
+            return read_storage_member(archive, names, root, key, dtype, numel, TorchScriptError)
 
-        if archive.getinfo(pkl[0]).file_size > MAX_PICKLE_BYTES:
-            raise TorchScriptError(f"{pkl[0]} is larger than {MAX_PICKLE_BYTES} bytes")
+        if archive.getinfo(pickled).file_size > MAX_PICKLE_BYTES:
+            raise TorchScriptError(f"{pickled} is larger than {MAX_PICKLE_BYTES} bytes")
         try:
-            tree = _RestrictedUnpickler(io.BytesIO(archive.read(pkl[0])), read_storage).load()
+            tree = _RestrictedUnpickler(io.BytesIO(archive.read(pickled)), read_storage).load()
         except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as e:
-            raise TorchScriptError(f"cannot read {pkl[0]} ({e})") from e
+            raise TorchScriptError(f"cannot read {pickled} ({e})") from e
     if not isinstance(tree, ScriptModule):
         raise TorchScriptError("data.pkl does not hold a module")
     return tree

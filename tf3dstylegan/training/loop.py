@@ -6,7 +6,9 @@ dispatched without waiting for the host. A tick (progress line, stats, checkpoin
 then every `tick_kimg` (or a tenth of the run if shorter) and at the end. A non-finite loss stops the run at
 the tick without checkpointing it; SIGINT and SIGTERM finish the current step, write a checkpoint and stop.
 """
+import json
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import tensorflow as tf
 from tf3dstylegan.config import Config, load_config
 from tf3dstylegan.io import preview_grid, write_json_atomic, write_png
 from tf3dstylegan.training import distribute, stats
+from tf3dstylegan.training.augment import build_augment
 from tf3dstylegan.training.options import TrainingOptions
 from tf3dstylegan.training.runs import RunLock, resolve_run
 from tf3dstylegan.training.state import build_state, load_weights, restore_state
@@ -40,20 +43,26 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
     (input_context, start_step) -> tf.data.Dataset of per-replica batches [b, X, Y, Z, C] in [-1, 1].
     metrics: None or a function G_ema -> {name: float}, evaluated at each snapshot. options: the fields of
     TrainingOptions (kimg, batch, strategy, gpus, resume, precision, jit, seed, snap, keep_checkpoints,
-    gradient_checkpointing, progress).
+    gradient_checkpointing, progress, aug, augpipe, aug_target, aug_p, labels).
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     opts = TrainingOptions(**options).resolved(cfg)
     cfg = cfg.replace(batch_size=opts.batch)  # one truth: the batch actually used
+    if data is None:
+        from tf3dstylegan.data import demo_dataset
+        data = demo_dataset(voxel_size=cfg.voxel_size, conditional=opts.labels is True)
+    cfg, label_table = _conditioning(cfg, data, opts)
     strategy = opts.strategy
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy, gpus=opts.gpus)
     chief = strategy.extended.should_checkpoint
     run_dir, resume_from = resolve_run(outdir, cfg.name, opts.resume)
-    data_fn = _data_function(data, cfg, opts.batch, opts.seed)
+    data_fn = _data_function(data, cfg, opts.batch, opts.seed, with_labels=label_table is not None)
     with RunLock(run_dir) if chief else _nothing():
+        augment = None if opts.aug == "none" else (lambda: build_augment(
+            opts.aug, opts.augpipe, opts.aug_p, opts.aug_target, kimg=opts.ada_kimg))
         state = build_state(cfg, strategy, opts.batch, opts.seed, opts.precision, opts.jit,
-                            opts.gradient_checkpointing)
+                            opts.gradient_checkpointing, augment=augment, label_table=label_table)
         if resume_from is not None and resume_from.is_dir():
             found = restore_state(state, resume_from, log)
             log(f"resuming from step {int(state.step.numpy())} ({found})")
@@ -111,15 +120,34 @@ def _options_record(cfg, opts, data, strategy, resume_from):
                 kimg=opts.kimg, batch=opts.batch, strategy=distribute.describe(strategy),
                 num_replicas=strategy.num_replicas_in_sync, precision=opts.precision, jit=opts.jit, seed=opts.seed,
                 snap=opts.snap, keep_checkpoints=opts.keep_checkpoints,
-                gradient_checkpointing=opts.gradient_checkpointing,
+                gradient_checkpointing=opts.gradient_checkpointing, aug=opts.aug, augpipe=opts.augpipe,
+                aug_target=opts.aug_target, aug_p=opts.aug_p, ada_kimg=opts.ada_kimg, labels=cfg.label_size > 0,
                 resume=str(resume_from) if resume_from else None)
 
 
-def _data_function(data, cfg, batch, seed):
+def _conditioning(cfg, data, opts):
+    """(the config with the dataset's label_size and encoding, the dataset's labels [N, L]) for a records folder
+    with labels (unless opts.labels is False); (cfg, None) for unconditional training."""
+    if callable(data) or opts.labels is False:
+        if cfg.label_size and not callable(data):
+            raise ValueError(f"config {cfg.name!r} is conditional (label_size {cfg.label_size}): train on labels")
+        return cfg, None
+    from tf3dstylegan.data.labels import read_labels
+    encoding, labels = read_labels(data)
+    if labels is None:
+        if opts.labels or cfg.label_size:
+            raise ValueError(f"--labels: {data} has no labels (labels.json or *-rxx.labels); make them with "
+                             f"dataset_tool.py create-from-images3d --labels TABLE")
+        return cfg, None
+    if cfg.label_size and cfg.label_size != labels.shape[1]:
+        raise ValueError(f"{data}: labels have {labels.shape[1]} values, config {cfg.name!r} label_size "
+                         f"{cfg.label_size}")
+    encoded = json.dumps(encoding.to_json()) if encoding is not None else ""
+    return cfg.replace(label_size=int(labels.shape[1]), label_encoding=encoded), labels.astype(np.float32)
+
+
+def _data_function(data, cfg, batch, seed, with_labels=False):
     """input_context, start_step -> per-replica dataset, checking the volume shape against the config."""
-    if data is None:
-        from tf3dstylegan.data import demo_dataset
-        data = demo_dataset(voxel_size=cfg.voxel_size)
     if callable(data):
         make = data
     else:
@@ -127,13 +155,14 @@ def _data_function(data, cfg, batch, seed):
         path = Path(data)
 
         def make(ctx, start_step):
-            return make_dataset(path, batch, seed=seed + start_step, shuffle=True,
-                                repeat=True, mirror_augment=cfg.mirror_augment, input_context=ctx)
+            return make_dataset(path, batch, seed=seed + start_step, shuffle=True, repeat=True,
+                                mirror_augment=cfg.mirror_augment, input_context=ctx, with_labels=with_labels)
     expected = (*cfg.img_shape, cfg.num_channels)
 
     def checked(ctx, start_step):
         dataset = make(ctx, start_step)
-        shape = tuple(dataset.element_spec.shape[1:])
+        spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else dataset.element_spec
+        shape = tuple(spec.shape[1:])
         if shape != expected:
             raise ValueError(f"{data}: volumes are {shape} but config {cfg.name!r} expects {expected}")
         return dataset
@@ -145,11 +174,13 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
     tick_nimg = min(cfg.tick_kimg * 1000, total_nimg / 10)  # short runs still report (and save) ten times
     stats_writer = stats.StatsWriter(run_dir) if chief else None
     grid_z = np.random.RandomState(state.seed).randn(PREVIEW_GRID[0] * PREVIEW_GRID[1], state.G.z_dim)
+    table = state.train_step.label_table  # conditional: the previews cycle through the dataset's first labels
+    grid_labels = None if table is None else np.resize(table.numpy(), (len(grid_z), table.shape[1]))
     means = stats.DeviceMeans()
     step, nimg = int(state.step.numpy()), int(state.nimg.numpy())
     tick, tick_start_nimg, tick_start_time = 0, nimg, time.time()
     seconds_at_start, start_time = float(state.seconds.numpy()), time.time()
-    progress = keras.utils.Progbar(tick_nimg, unit_name="volume") if chief and opts.progress else None
+    progress = _progress_bar(tick_nimg) if chief and opts.progress else None
     done = nimg >= total_nimg
     while not done:
         means.update(state.train_step(next(iterator), step))
@@ -177,7 +208,7 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
                       memory_mb=stats.memory_mb(), **values)
         writer.save(step, should_checkpoint=chief)
         if chief and (tick % opts.snap == 0 or done or stop.requested):
-            record.update(_snapshot(state, run_dir, grid_z, nimg, metrics))
+            record.update(_snapshot(state, run_dir, grid_z, grid_labels, nimg, metrics))
         if chief:
             stats_writer.write(record)
             log(stats.progress_line(record))
@@ -186,9 +217,14 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
                                       f"rerun the same command to resume")
         tick, tick_start_nimg, tick_start_time = tick + 1, nimg, time.time()
         if progress is not None and not done:
-            progress = keras.utils.Progbar(tick_nimg, unit_name="volume")
+            progress = _progress_bar(tick_nimg)
     if chief:
         log(f"done: {nimg / 1000:.3f} kimg in {run_dir}")
+
+
+def _progress_bar(tick_nimg):
+    """Volumes done in the current tick; redrawn live on a terminal, a line every 30 s in a log file."""
+    return keras.utils.Progbar(tick_nimg, unit_name="volume", interval=0.5 if sys.stdout.isatty() else 30.0)
 
 
 def snapshot_name(nimg):
@@ -196,13 +232,16 @@ def snapshot_name(nimg):
     return f"{nimg // 1000:06d}.{nimg % 1000:03d}"
 
 
-def _snapshot(state, run_dir, grid_z, nimg, metrics):
-    """Export G_ema as .keras, write the preview PNG; returns metric values."""
+def _snapshot(state, run_dir, grid_z, grid_labels, nimg, metrics):
+    """Export G_ema as .keras, write the preview PNG (of grid_z, with grid_labels for conditional networks);
+    returns metric values."""
     from tf3dstylegan.io import atomic_path
     name = snapshot_name(nimg)
     with atomic_path(run_dir / f"network-snapshot-{name}.keras") as tmp:
         state.G_ema.save(tmp)
-    fakes = np.concatenate([state.G_ema(tf.constant(z, tf.float32), noise_mode="const").numpy()
-                            for z in np.split(grid_z, PREVIEW_GRID[1])])
+    rows = np.split(np.arange(len(grid_z)), PREVIEW_GRID[1])
+    fakes = np.concatenate([state.G_ema(tf.constant(grid_z[i], tf.float32), noise_mode="const",
+                                        labels=None if grid_labels is None else grid_labels[i]).numpy()
+                            for i in rows])
     write_png(run_dir / f"fakes{name}.png", preview_grid(fakes, PREVIEW_GRID[0]))
     return {f"metrics/{k}": float(v) for k, v in (metrics(state.G_ema) if metrics else {}).items()}

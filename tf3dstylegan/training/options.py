@@ -13,7 +13,10 @@ class TrainingOptions:
     """kimg: thousands of real volumes to show D (None: the preset's total_kimg). batch: global batch (None: the
     preset's batch_size). resume: "auto" (latest run of this config), None/"none", a run folder, or a network file
     (.pkl/.keras) that initialises G, D and G_ema. snap: ticks between .keras/preview snapshots (None: the
-    preset's snapshot_ticks). gradient_checkpointing: recompute block activations in the backward pass."""
+    preset's snapshot_ticks). gradient_checkpointing: recompute block activations in the backward pass.
+    aug: adaptive discriminator augmentation, "ada" (p adjusted toward aug_target), "fixed" (p = aug_p) or "none";
+    augpipe: its transforms (training.augment.PIPELINES, e.g. "bgc"). labels: train on the data's covariates
+    (None: whenever the records folder has them; True with the demo data: its conditional variant)."""
 
     kimg: Optional[float] = None
     batch: Optional[int] = None
@@ -27,6 +30,12 @@ class TrainingOptions:
     keep_checkpoints: int = 3
     gradient_checkpointing: bool = False
     progress: bool = False
+    aug: str = "none"
+    augpipe: str = "bgc"
+    aug_target: float = 0.6
+    aug_p: Optional[float] = None
+    ada_kimg: float = 500.0
+    labels: Optional[bool] = None
 
     def __post_init__(self):
         if self.kimg is not None and (isinstance(self.kimg, bool) or not math.isfinite(self.kimg) or self.kimg <= 0):
@@ -41,6 +50,21 @@ class TrainingOptions:
             raise ValueError(f"--precision: must be one of {PRECISIONS}, got {self.precision!r}")
         if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
             raise ValueError(f"--strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
+        from tf3dstylegan.training.augment import MODES, parse_pipeline
+        if self.aug not in MODES:
+            raise ValueError(f"--aug: must be one of {MODES}, got {self.aug!r}")
+        try:
+            parse_pipeline(self.augpipe)
+        except ValueError as err:
+            raise ValueError(f"--augpipe: {err}") from None
+        if not (isinstance(self.aug_target, (int, float)) and 0 < self.aug_target <= 1):
+            raise ValueError(f"--aug_target: must be in (0, 1], got {self.aug_target!r}")
+        if self.aug_p is not None and not (isinstance(self.aug_p, (int, float)) and 0 <= self.aug_p <= 1):
+            raise ValueError(f"--aug_p: must be in [0, 1], got {self.aug_p!r}")
+        if not (isinstance(self.ada_kimg, (int, float)) and math.isfinite(self.ada_kimg) and self.ada_kimg > 0):
+            raise ValueError(f"--ada_kimg: must be a positive finite number, got {self.ada_kimg!r}")
+        if self.aug == "fixed" and self.aug_p is None:
+            raise ValueError("--aug_p: --aug fixed needs the constant augmentation probability")
         if self.resume == "none" or self.resume == "":
             object.__setattr__(self, "resume", None)
         if self.resume is not None:

@@ -1,12 +1,14 @@
 """`TrainingState`: the networks, optimizers, counters and step function of one run, and how they are
 checkpointed and initialised from a network file."""
 import dataclasses
+from typing import Optional
 
 import keras
 import tensorflow as tf
 
 from tf3dstylegan import checkpoints
 from tf3dstylegan.config import Config
+from tf3dstylegan.training.augment import AugmentPipe
 from tf3dstylegan.training.step import TrainStep, make_optimizer
 
 MODELS = ("G", "D", "G_ema")
@@ -30,12 +32,15 @@ class TrainingState:
     seconds: tf.Variable
     rng: tf.random.Generator
     train_step: TrainStep
+    augment: Optional[AugmentPipe] = None
 
     def checkpoint_nodes(self, layout="path"):
         """{name: node} of everything a resume needs, in the given checkpoint layout."""
+        others = dict(step=self.step, nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean, rng=self.rng)
+        if self.augment is not None:
+            others["augment"] = self.augment
         return checkpoints.nodes({m: getattr(self, m) for m in MODELS}, {o: getattr(self, o) for o in OPTIMIZERS},
-                                 dict(step=self.step, nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean,
-                                      rng=self.rng), layout=layout)
+                                 others, layout=layout)
 
 
 def build_optimizers(cfg, precision, G, D):
@@ -49,8 +54,11 @@ def build_optimizers(cfg, precision, G, D):
     return g_opt, d_opt, pl_mean
 
 
-def build_state(cfg, strategy, batch, seed, precision="float32", jit=False, gradient_checkpointing=False):
-    """A fresh TrainingState: G_ema starts equal to G; all random draws follow `seed`."""
+def build_state(cfg, strategy, batch, seed, precision="float32", jit=False, gradient_checkpointing=False,
+                augment=None, label_table=None):
+    """A fresh TrainingState: G_ema starts equal to G; all random draws follow `seed`. augment: a function that
+    makes the augmentation pipe (or None), called under the strategy's scope. label_table: [M, label_size] labels
+    of the dataset that fakes' labels are drawn from (conditional configs)."""
     from tf3dstylegan.networks import build_discriminator, build_generator
     rng = tf.random.Generator.from_seed(seed)  # outside the scope: identical on every worker
     keras.utils.set_random_seed(seed)
@@ -67,18 +75,21 @@ def build_state(cfg, strategy, batch, seed, precision="float32", jit=False, grad
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             nimg = tf.Variable(0, dtype=tf.int64, trainable=False, name="nimg")
             seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+            pipe = augment() if augment is not None else None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    train_step = TrainStep(cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, batch, jit=jit)
+    train_step = TrainStep(cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, batch, jit=jit, augment=pipe,
+                           label_table=label_table)
     return TrainingState(cfg=cfg, strategy=strategy, batch=batch, seed=seed, G=G, D=D, G_ema=G_ema, g_opt=g_opt,
                          d_opt=d_opt, pl_mean=pl_mean, step=step, nimg=nimg, seconds=seconds, rng=rng,
-                         train_step=train_step)
+                         train_step=train_step, augment=pipe)
 
 
 def restore_state(state, checkpoint_dir, log=print):
     """Resume from the newest checkpoint of `checkpoint_dir` that reads completely; returns its path."""
-    try:
-        return checkpoints.restore_newest(checkpoint_dir, state.checkpoint_nodes, complete=True, log=log)
+    try:  # a run that trained without augmentation resumes with it: the pipe starts fresh
+        return checkpoints.restore_newest(checkpoint_dir, state.checkpoint_nodes, complete=True, log=log,
+                                          optional=("augment",))
     except checkpoints.CheckpointError as err:
         raise ValueError(f"{err}; config {state.cfg.name!r}, batch {state.batch}; start a new run with "
                          f"--resume none, or pass the matching --cfg/--override") from None

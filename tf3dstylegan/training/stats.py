@@ -56,7 +56,7 @@ def progress_line(record):
              f"time {format_duration(record['time']):<11s}", f"sec/tick {record['sec_per_tick']:<7.1f}",
              f"sec/kimg {record['sec_per_kimg']:<8.1f}", f"eta {format_duration(record['eta']):<11s}"]
     for key, label in (("loss/G", "G"), ("loss/D", "D"), ("loss/G_reg", "Greg"), ("loss/D_reg", "Dreg"),
-                       ("pl_mean", "pl_mean")):
+                       ("pl_mean", "pl_mean"), ("aug/p", "p")):
         if key in record:
             parts.append(f"{label} {record[key]:.4f}")
     parts.append(f"mem {record['memory_mb']:.0f}MB")

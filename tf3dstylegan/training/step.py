@@ -36,15 +36,20 @@ class TrainStep:
     """Builds and runs the compiled step functions for one strategy and global batch."""
 
     def __init__(self, cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, global_batch, jit=False,
-                 augment=None):
+                 augment=None, label_table=None):
         """augment: an augment.AugmentPipe (made under the strategy's scope) that every volume D sees goes
-        through; its p then follows ADA's heuristic and the outputs gain aug/p and aug/rt."""
+        through; its p then follows ADA's heuristic and the outputs gain aug/p and aug/rt.
+        label_table: [M, label_size] labels of the dataset (conditional networks): reals then come as (volumes,
+        labels) and every fake gets a row drawn from the table; its latent carries it as z's last columns."""
         replicas = strategy.num_replicas_in_sync
         if global_batch % replicas:
             raise ValueError(f"batch {global_batch} is not divisible by the {replicas} replicas")
         self.cfg, self.strategy = cfg, strategy
         self.G, self.D, self.G_ema, self.g_opt, self.d_opt = G, D, G_ema, g_opt, d_opt
         self.rng, self.pl_mean, self.jit, self.augment = rng, pl_mean, jit, augment
+        if bool(cfg.label_size) != (label_table is not None):
+            raise ValueError(f"label_size {cfg.label_size} needs a label table of that width (and only then)")
+        self.label_table = None if label_table is None else tf.constant(label_table, tf.float32)
         self.batch, self.local_batch = global_batch, global_batch // replicas
         group = min(cfg.mbstd_group_size, self.local_batch)
         if group > 1 and self.local_batch % group:
@@ -80,18 +85,25 @@ class TrainStep:
 
     # --- cross-replica ---
     def _step(self, reals, g_reg, d_reg):
-        z_dim, B, rng = self.G.z_dim, self.batch, self.rng
-        pl_inputs = (rng.normal([self.pl_batch, z_dim]), self._pl_probe()) if self.g_combined else ()
-        stats = self._run(self._g_main, rng.normal([B, z_dim]), rng.make_seeds(1), *pl_inputs)
+        B, rng = self.batch, self.rng
+        pl_inputs = (self._latents(self.pl_batch), self._pl_probe()) if self.g_combined else ()
+        stats = self._run(self._g_main, self._latents(B), rng.make_seeds(1), *pl_inputs)
         if g_reg:
-            stats.update(self._run(self._g_reg, rng.normal([self.pl_batch, z_dim]), self._pl_probe(),
-                                   rng.make_seeds(1)))
-        stats.update(self._run(self._d_main, reals, rng.normal([B, z_dim]), rng.make_seeds(1)))
+            stats.update(self._run(self._g_reg, self._latents(self.pl_batch), self._pl_probe(), rng.make_seeds(1)))
+        stats.update(self._run(self._d_main, reals, self._latents(B), rng.make_seeds(1)))
         if d_reg:
-            stats.update(self._run(self._d_reg, reals, rng.normal([B, z_dim]), rng.make_seeds(1)))
+            stats.update(self._run(self._d_reg, reals, self._latents(B), rng.make_seeds(1)))
         self._update_ema()
         stats.update(self.strategy.run(self._pl_mean_share))
         return stats
+
+    def _latents(self, n):
+        """[n, z_dim (+ label_size)]: z, then (conditional networks) a label row drawn from the dataset's."""
+        z = self.rng.normal([n, self.G.z_dim])
+        if self.label_table is None:
+            return z
+        rows = self.rng.uniform([n], 0, tf.shape(self.label_table, out_type=tf.int64)[0], dtype=tf.int64)
+        return tf.concat([z, tf.gather(self.label_table, rows)], axis=1)
 
     def _pl_probe(self):
         """Image-space directions y of the path-length probe for the global PL batch: [pl_batch, X, Y, Z, C]."""
@@ -116,16 +128,19 @@ class TrainStep:
         rid = tf.distribute.get_replica_context().replica_id_in_sync_group
         return tensor[rid * size:(rid + 1) * size]
 
-    def _generate(self, z, rand, checkpoint=None):
-        """Training forward pass: (ws with w_avg update and style mixing, volumes with random noise).
+    def _generate(self, latents, rand, checkpoint=None):
+        """Training forward pass: (ws with w_avg update and style mixing, volumes with random noise, labels or
+        None). latents: see _latents.
 
         checkpoint=False where second-order gradients follow (gradient checkpointing is first-order only)."""
-        ws = self.G.training_styles(z, rng=rand)
+        z = latents[:, :self.G.z_dim]
+        labels = None if self.label_table is None else latents[:, self.G.z_dim:]
+        ws = self.G.training_styles(z, labels, rng=rand)
         noise = None
         if not self.cfg.no_noise:
             noise = [rand.normal(tf.concat([tf.shape(z)[:1], shape[1:]], axis=0))
                      for shape in self.G.synthesis.noise_shapes]
-        return ws, self.G.synthesis(ws, noise_mode="random", noise=noise, checkpoint=checkpoint)
+        return ws, self.G.synthesis(ws, noise_mode="random", noise=noise, checkpoint=checkpoint), labels
 
     def _apply(self, opt, loss, variables, tape):
         scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
@@ -141,8 +156,8 @@ class TrainStep:
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
             rand = StatelessRandom(seed)
-            _, fake = self._generate(self._slice(z, self.local_batch), rand)
-            logits = self._discriminate(fake, rand, AUGMENT_G_FAKES)
+            _, fake, labels = self._generate(self._slice(z, self.local_batch), rand)
+            logits = self._discriminate(fake, labels, rand, AUGMENT_G_FAKES)
             loss = self._average(losses.g_nonsaturating(logits), self.batch)
             stats = {"loss/G": loss}
             total = loss
@@ -164,7 +179,7 @@ class TrainStep:
     def _path_length_reg(self, z, probe_direction, rand, scale, tape):
         """Path-length penalty (recorded on `tape`); updates pl_mean with the mean length over all replicas."""
         with tf.GradientTape() as inner:
-            ws, fake = self._generate(z, rand, checkpoint=False)
+            ws, fake, _ = self._generate(z, rand, checkpoint=False)
             inner.watch(ws)
             fake = tf.cast(fake, tf.float32)
             probe = tf.reduce_sum(fake * probe_direction)
@@ -182,11 +197,12 @@ class TrainStep:
         return {"loss/G_reg": self._average(penalty * scale, self.pl_batch),
                 "pl_length": self._average(tf.stop_gradient(lengths), self.pl_batch)}
 
-    def _discriminate(self, volumes, rand, tag, checkpoint=None):
-        """D logits of volumes, augmented first when the step has a pipe (seeded from rand's seed and tag)."""
+    def _discriminate(self, volumes, labels, rand, tag, checkpoint=None):
+        """D logits of volumes (with their labels or None), augmented first when the step has a pipe (seeded from
+        rand's seed and tag)."""
         if self.augment is not None:
             volumes = self.augment(volumes, tf.random.experimental.stateless_fold_in(rand.seed, tag))
-        return self.D(volumes, training=True, checkpoint=checkpoint)
+        return self.D(volumes, labels, training=True, checkpoint=checkpoint)
 
     def _d_main(self, reals, z, seed):
         combined = self.has_d_reg and self.cfg.d_reg_interval is None
@@ -200,7 +216,9 @@ class TrainStep:
         """D logistic loss and/or R1 (on reals) / R2 (on fakes) penalty, one optimizer step."""
         r1 = self.cfg.d_loss == "logistic_r1"
         rand = StatelessRandom(seed)
-        fake = tf.stop_gradient(self._generate(self._slice(z, self.local_batch), rand)[1])
+        reals, real_labels = reals if isinstance(reals, tuple) else (reals, None)
+        _, fake, fake_labels = self._generate(self._slice(z, self.local_batch), rand)
+        fake = tf.stop_gradient(fake)
         reals = tf.cast(reals, fake.dtype)
         variables = self.D.trainable_variables
         stats = {}
@@ -209,9 +227,9 @@ class TrainStep:
                 inner.watch([reals, fake])
                 checkpoint = False if reg else None  # R1/R2 need second-order gradients
                 # Augmented inside the tape: R1/R2 differentiate w.r.t. the un-augmented volumes, as ADA does.
-                real_logits = (self._discriminate(reals, rand, AUGMENT_D_REALS, checkpoint)
+                real_logits = (self._discriminate(reals, real_labels, rand, AUGMENT_D_REALS, checkpoint)
                                if (main or (reg and r1)) else None)
-                fake_logits = (self._discriminate(fake, rand, AUGMENT_D_FAKES, checkpoint)
+                fake_logits = (self._discriminate(fake, fake_labels, rand, AUGMENT_D_FAKES, checkpoint)
                                if (main or (reg and not r1)) else None)
                 probed = real_logits if r1 else fake_logits
                 probe = tf.reduce_sum(tf.cast(probed, tf.float32)) if reg else None
