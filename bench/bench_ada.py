@@ -4,7 +4,7 @@
     python bench/bench_ada.py --what train --kimg 30 --snap_kimg 2       # (b) demo data at 20x24x28
 (a) times TrainStep at 2mm-fd16 (80x96x112) without a pipe and with a fixed-p pipe per --p, interleaved in
 one process so that load on the machine hits all alike (medians of wall and of this process's CPU seconds);
-steps without lazy regularisation (the regularisers run every 16 steps). (b) trains the 2mm-fd16 networks at resolution_log2=4 (base 5x6x7 -> 20x24x28) on the
+steps without lazy regularisation (the regularisers run every 16 steps). (b) trains the demo preset (the 2mm-fd16 networks at 20x24x28, G_ema half-life 1 kimg) on the
 32-subject demo dataset at 8 mm, once per --modes, with the same seed and data order, using TrainStep in a
 loop of its own (built as the training loop builds its state), and prints per snapshot the slice FIDs and
 MS-SSIM of generated pairs (tf3dstylegan.metrics, 32 generated vs the 32 real volumes), the real pairs'
@@ -105,7 +105,7 @@ def train_comparison():
     from tf3dstylegan.metrics import mmd, msssim
     from tf3dstylegan.metrics.runner import FeatureExtractors
     from tf3dstylegan.training.augment import build_augment
-    cfg = load_config("2mm-fd16", resolution_log2=4, batch_size=FLAGS.batch)  # 5x6x7 * 2**2 = 20x24x28
+    cfg = load_config("demo", batch_size=FLAGS.batch)  # 2mm-fd16 networks at 20x24x28, G_ema half-life 1 kimg
     records = demo_dataset(voxel_size=8.0)
     reals = np.concatenate(list(make_dataset(records, 8, shuffle=False, repeat=False).as_numpy_iterator()))
     if reals.shape[1:4] != tuple(cfg.img_shape):

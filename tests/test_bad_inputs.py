@@ -17,7 +17,8 @@ from tf3dstylegan import cli
 
 REPO = Path(__file__).resolve().parent.parent
 MODULES = {"train": "tf3dstylegan.commands.train", "generate": "tf3dstylegan.commands.generate",
-           "project": "tf3dstylegan.commands.project", "convert": "tf3dstylegan.commands.convert"}
+           "project": "tf3dstylegan.commands.project", "convert": "tf3dstylegan.commands.convert",
+           "metrics": "tf3dstylegan.commands.metrics"}
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +150,9 @@ CASES = [
     ("convert", ["{root}/missing.pkl", "{out}"], "{root}/missing.pkl: no such file or folder"),
     ("convert", ["{root}/evil.pkl", "{out}"], "refusing to load posix.system"),
     ("convert", ["{root}/nan.pkl", "{out}"], "{root}/nan.pkl: 2 variables hold NaN or Inf"),
+    # metrics: the deepbet encoder's size limit is checked before any weights or data are fetched
+    ("metrics", ["--network", "{root}/G.keras", "--metrics", "fid3d", "--out", "{out}.json"],
+     "--metrics: fid3d need volumes with every axis >= 33 voxels"),
 ]
 
 

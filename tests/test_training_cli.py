@@ -112,3 +112,24 @@ def test_a_second_writer_is_refused_and_ctrl_c_checkpoints_then_resumes(tmp_path
     assert (run / "checkpoints" / f"ckpt-{step}.index").is_file() and "Traceback" not in err
     again = train_py(*args, "--kimg", str((step + 1) * 4 / 1000))
     assert again.returncode == 0 and f"resuming from step {step}" in again.stdout, again.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_damaged_record_met_while_training_is_one_line_naming_the_folder(tmp_path, records):
+    import shutil
+    import tensorflow as tf
+    damaged = tmp_path / "damaged"
+    shutil.copytree(records, damaged)
+    record_file = next(damaged.glob("*.tfrecords"))
+    good = list(tf.data.TFRecordDataset(str(record_file)).as_numpy_iterator())
+    bad = tf.train.Example(features=tf.train.Features(feature={
+        "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 4, 4, 6])),
+        "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[np.zeros(10, np.float32).tobytes()]))}))
+    with tf.io.TFRecordWriter(str(record_file)) as writer:
+        for payload in good + [bad.SerializeToString()]:
+            writer.write(payload)
+    proc = train_py("--cfg", "2mm-fd16", "--data", str(damaged), "--outdir", str(tmp_path / "runs"), "--batch", "4",
+                    "--kimg", "0.04", *TINY)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "does not fit the dataset" in last and "dataset_tool.py info" in last and str(damaged) in last, last

@@ -128,8 +128,9 @@ def main(argv=None):
         print("usage: python -m tf3dstylegan COMMAND [flags]   (COMMAND --help for its flags)\n\ncommands:\n"
               + "\n".join(lines), file=sys.stdout if len(argv) >= 2 and argv[1] in ("-h", "--help") else sys.stderr)
         return 0 if len(argv) >= 2 and argv[1] in ("-h", "--help") else EXIT_BAD_INPUT
-    name = argv[1]
-    return run(COMMANDS[name][0], [f"{os.path.basename(argv[0])} {name}"] + argv[2:])
+    name, prog = argv[1], os.path.basename(argv[0])
+    prog = "tf3dstylegan" if prog in ("__main__.py", "-m") else prog  # `python -m tf3dstylegan`
+    return run(COMMANDS[name][0], [f"{prog} {name}"] + argv[2:])
 
 
 def entry_point(name):

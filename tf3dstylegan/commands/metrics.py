@@ -110,6 +110,15 @@ def check_flags(fv):
     return metrics
 
 
+def _check_volume_size(metrics, G):
+    """The deepbet encoder's metrics need every axis >= deepbet.MIN_AXIS voxels: say so before any weights load."""
+    from tf3dstylegan.metrics import deepbet, extractors
+    needs_deepbet = sorted(m for m in metrics if extractors.feature_spaces([m]) == ["deepbet"])
+    if G is not None and needs_deepbet and min(G.config.img_shape) < deepbet.MIN_AXIS:
+        raise flag_error("metrics", f"{', '.join(needs_deepbet)} need volumes with every axis >= {deepbet.MIN_AXIS} "
+                         f"voxels (the deepbet encoder); this network makes {tuple(G.config.img_shape)}")
+
+
 def _check_condition_flags(fv):
     """The forms of --by, --effect and --effect_steps (their covariates are checked against the data later)."""
     from tf3dstylegan.metrics import effects, groups
@@ -158,13 +167,16 @@ def main(fv, args):
     from tf3dstylegan import io
     from tf3dstylegan.metrics import per_condition, report, weights
     G = tf3dstylegan.load_network(fv.network).G_ema if fv.network else None
+    _check_volume_size(metrics, G)
     data = fv.data
     if data is None:
         from tf3dstylegan.data import demo_dataset
         voxel_size = G.config.voxel_size if G is not None else 2.0
         conditional = bool(fv.by or fv.effect or (G is not None and G.config.label_size))
-        data = demo_dataset(voxel_size=voxel_size, num_subjects=max(32, fv.num * (2 if fv.reference else 1)),
-                            conditional=conditional)
+        subjects = max(32, fv.num * (2 if fv.reference else 1))
+        data = demo_dataset(voxel_size=voxel_size, num_subjects=subjects, conditional=conditional)
+        print(f"no --data: using the built-in demo data, {subjects} subjects at {voxel_size:g} mm"
+              f"{' with covariates' if conditional else ''} (cached in {data})", flush=True)
     check_conditions(fv, G, data)
     png = _memorisation_png(fv, metrics)
     results = per_condition.compute_metrics(

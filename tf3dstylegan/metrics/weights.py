@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf3dstylegan.io import cache_dir
 from tf3dstylegan.metrics import torchscript
 
 SOURCES = {
@@ -37,11 +38,6 @@ SOURCES = {
 
 class WeightsError(RuntimeError):
     """Weights are missing and cannot be fetched, or a file is not what it should be."""
-
-
-def cache_dir(path=None):
-    """The cache folder: `path`, else `$TF3DSTYLEGAN_CACHE`, else `~/.cache/tf3dstylegan`."""
-    return Path(path or os.environ.get("TF3DSTYLEGAN_CACHE") or Path.home() / ".cache" / "tf3dstylegan")
 
 
 def sha256_file(path):

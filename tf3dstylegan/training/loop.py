@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf3dstylegan.config import Config, load_config
+from tf3dstylegan.data.pipeline import bad_record_message
 from tf3dstylegan.io import preview_grid, write_json_atomic, write_png
 from tf3dstylegan.training import distribute, stats
 from tf3dstylegan.training.augment import build_augment
@@ -78,7 +79,13 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
             log(f"run folder {run_dir} ({distribute.describe(strategy)}, batch {opts.batch}, {opts.precision})")
         writer = CheckpointWriter(run_dir / "checkpoints", state.checkpoint_nodes(), keep=opts.keep_checkpoints)
         with _StopRequests() as stop:
-            _loop(state, iter(dataset), writer, run_dir, chief, opts, metrics, log, stop)
+            try:
+                _loop(state, iter(dataset), writer, run_dir, chief, opts, metrics, log, stop)
+            except tf.errors.OpError as err:  # a damaged record met mid-run: name its file, not the graph
+                message = None if callable(data) else bad_record_message(err, data)
+                if message is None:
+                    raise
+                raise ValueError(message) from None
     return run_dir
 
 

@@ -46,16 +46,19 @@ def _next_run(outdir, name):
 
 
 class RunLock:
-    """An exclusive lock on a run folder for as long as a process trains into it (released when it exits). The
-    lock file `.<run>.lock` sits beside the run folder, so a run that fails before training leaves no folder."""
+    """An exclusive lock on a run folder (`<run>/.lock`) for as long as a process trains into it. A folder this
+    lock created is removed again when the run fails before writing anything into it."""
+
+    LOCK_FILE = ".lock"
 
     def __init__(self, run_dir):
-        run_dir = Path(run_dir)
-        self.run_dir, self.path = run_dir, run_dir.parent / f".{run_dir.name}.lock"
-        self._fd = None
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / self.LOCK_FILE
+        self._fd, self._created = None, False
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,6 +67,10 @@ class RunLock:
             raise ValueError(f"{self.run_dir}: another process is training into this run folder") from None
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None and self._created and [p.name for p in self.run_dir.iterdir()] == [self.LOCK_FILE]:
+            self.path.unlink()
+            self.run_dir.rmdir()
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
+        return False
