@@ -118,7 +118,7 @@ def test_bad_arguments_raise_value_errors():
     (L.EqualizedDense, dict(units=5, lrmul=0.1, activation="lrelu")),
     (L.EqualizedConv3D, dict(filters=3, kernel_size=3, down=True, use_bias=False)),
     (L.ModConv3D, dict(filters=4, kernel_size=3, demodulate=False, up=True)),
-    (L.NoiseInjection, dict(enabled=False)),
+    (L.NoiseInjection, dict(use_noise=False)),
     (L.SynthesisLayer, dict(filters=4, kernel_size=3, up=True, use_noise=False, fused=True)),
     (L.ToImage, dict(channels=2, fused=True)), (L.ConstantInput, dict(channels=3, base_size=(2, 3, 4))),
     (L.MinibatchStddev3D, dict(group_size=2, num_features=3)), (L.Upsample3D, {}), (L.Downsample3D, {})])
@@ -133,6 +133,12 @@ def test_layers_round_trip_through_config(cls, kwargs):
         stored = config[key]
         assert (list(stored) if isinstance(stored, (tuple, list)) else stored) == \
             (list(value) if isinstance(value, tuple) else value), key
+
+
+def test_noise_layers_of_earlier_files_still_load():
+    """Files written before the switch was named use_noise stored it as `enabled`."""
+    layer = L.NoiseInjection.from_config({"name": "noise", "trainable": True, "dtype": "float32", "enabled": False})
+    assert layer.use_noise is False and layer.get_config()["use_noise"] is False
 
 
 def test_gradient_checkpointing_gives_the_same_first_order_gradients():

@@ -39,11 +39,12 @@ def G():
 
 
 def test_schedule_matches_the_original():
-    assert projector.learning_rate(0.0) == 0.0                                   # ramp-up starts at 0
-    assert projector.learning_rate(0.025) == pytest.approx(0.15)                 # half-way up the ramp
-    assert projector.learning_rate(0.5) == pytest.approx(0.3)
-    assert projector.learning_rate(1 - 0.125) == pytest.approx(0.15)             # half-way down the cosine
-    assert projector.learning_rate(0.999) < 1e-4
+    schedule = projector.ProjectionSchedule(1000)                                # a Keras LearningRateSchedule
+    assert float(schedule(0)) == 0.0                                             # ramp-up starts at 0
+    assert float(schedule(25)) == pytest.approx(0.15)                            # half-way up the ramp
+    assert float(schedule(500)) == pytest.approx(0.3)
+    assert float(schedule(875)) == pytest.approx(0.15, rel=1e-5)                 # half-way down the cosine
+    assert float(schedule(999)) < 1e-4
     assert projector.w_noise_scale(0.0, 2.0) == pytest.approx(0.1)              # 0.05 * w_std
     assert projector.w_noise_scale(0.375, 2.0) == pytest.approx(0.025)
     assert projector.w_noise_scale(0.8, 2.0) == 0.0

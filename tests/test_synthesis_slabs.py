@@ -41,7 +41,7 @@ def expressive_generator(**overrides):
     keras.utils.set_random_seed(3)
     G = build_generator("2mm-fd16", **{**TINY, **overrides})
     for layer in G.synthesis.style_layers:
-        if layer.noise.enabled:
+        if layer.noise.use_noise:
             layer.noise.strength.assign(0.3)
         layer.bias.assign(tf.random.normal(layer.bias.shape))
     return G

@@ -117,18 +117,26 @@ class ModConv3D(keras.layers.Layer):
 class NoiseInjection(keras.layers.Layer):
     """Adds noise * strength; keeps a stored noise buffer `[1, X, Y, Z, 1]` for noise_mode="const".
 
-    With enabled=False (the original's no_noise) the buffer exists (zeros) but nothing is added.
+    With use_noise=False (the config's no_noise) the buffer exists (zeros) but nothing is added. (Files written
+    before this name was unified stored it as `enabled`; from_config still reads that.)
     """
 
-    def __init__(self, enabled=True, **kwargs):
+    def __init__(self, use_noise=True, **kwargs):
         super().__init__(**kwargs)
-        self.enabled = enabled
+        self.use_noise = use_noise
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "enabled" in config:
+            config["use_noise"] = config.pop("enabled")
+        return cls(**config)
 
     def build(self, x_shape):
         self.noise_buffer = self.add_weight(name="noise_buffer", shape=(1,) + tuple(x_shape[1:4]) + (1,),
-                                            initializer=_normal(1.0) if self.enabled else "zeros",
+                                            initializer=_normal(1.0) if self.use_noise else "zeros",
                                             trainable=False)
-        self.strength = self.add_weight(name="strength", shape=(), initializer="zeros") if self.enabled else None
+        self.strength = self.add_weight(name="strength", shape=(), initializer="zeros") if self.use_noise else None
 
     def call(self, x, noise_mode="const", noise=None):
         noise = self.noise_map(tf.shape(x)[0], noise_mode, noise)
@@ -137,7 +145,7 @@ class NoiseInjection(keras.layers.Layer):
     def noise_map(self, batch_size, noise_mode="const", noise=None):
         """The noise to add ([B or 1, X, Y, Z, 1], to be scaled by `strength`), or None for none."""
         check_noise_mode(noise_mode)
-        if not self.enabled or (noise_mode == "none" and noise is None):
+        if not self.use_noise or (noise_mode == "none" and noise is None):
             return None
         if noise is None:
             return self.random_noise(batch_size) if noise_mode == "random" else self.noise_buffer
@@ -148,7 +156,7 @@ class NoiseInjection(keras.layers.Layer):
         return tf.random.normal(tf.concat([[batch_size], tf.shape(self.noise_buffer)[1:]], axis=0))
 
     def get_config(self):
-        return {**super().get_config(), "enabled": self.enabled}
+        return {**super().get_config(), "use_noise": self.use_noise}
 
 
 @serializable
@@ -159,7 +167,7 @@ class SynthesisLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.up, self.use_noise, self.fused = filters, kernel_size, up, use_noise, fused
         self.conv = ModConv3D(filters, kernel_size, demodulate=True, up=up, fused=fused, name="conv")
-        self.noise = NoiseInjection(enabled=use_noise, name="noise")
+        self.noise = NoiseInjection(use_noise=use_noise, name="noise")
 
     def build(self, x_shape, w_shape):
         self.conv.build(x_shape, w_shape)

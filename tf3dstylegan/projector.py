@@ -38,10 +38,20 @@ class Projection:
     labels: Optional[np.ndarray] = None  # [L] the condition projected under (conditional generators)
 
 
-def learning_rate(t, initial=INITIAL_LR, rampup=LR_RAMPUP, rampdown=LR_RAMPDOWN):
-    """lr at progress t = step / num_steps: cosine ramp-down over the last `rampdown`, linear ramp-up."""
-    down = 0.5 - 0.5 * np.cos(np.pi * min(1.0, (1.0 - t) / rampdown))
-    return initial * down * min(1.0, t / rampup)
+class ProjectionSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The projection's learning rate at optimizer step i of num_steps (t = i / num_steps): a linear ramp-up over
+    the first `rampup`, a cosine ramp-down over the last `rampdown`."""
+
+    def __init__(self, num_steps, initial=INITIAL_LR, rampup=LR_RAMPUP, rampdown=LR_RAMPDOWN):
+        self.num_steps, self.initial, self.rampup, self.rampdown = num_steps, initial, rampup, rampdown
+
+    def __call__(self, step):
+        t = tf.cast(step, tf.float32) / self.num_steps
+        down = 0.5 - 0.5 * tf.cos(np.pi * tf.minimum(1.0, (1.0 - t) / self.rampdown))
+        return self.initial * down * tf.minimum(1.0, t / self.rampup)
+
+    def get_config(self):
+        return dict(num_steps=self.num_steps, initial=self.initial, rampup=self.rampup, rampdown=self.rampdown)
 
 
 def w_noise_scale(t, w_std, factor=INITIAL_NOISE_FACTOR, ramp=NOISE_RAMP):
@@ -124,7 +134,8 @@ def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NO
                   for i, shape in enumerate(G.synthesis.noise_shapes)]
     _normalize(noise_vars)
     w_rng = tf.random.Generator.from_seed(seed)
-    optimizer = keras.optimizers.Adam(learning_rate=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    optimizer = keras.optimizers.Adam(learning_rate=ProjectionSchedule(num_steps), beta_1=0.9, beta_2=0.999,
+                                      epsilon=1e-8)
     trainables = [w_var] + noise_vars
     optimizer.build(trainables)
 
@@ -146,9 +157,7 @@ def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NO
 
     losses = np.zeros(num_steps, np.float32)
     for i in range(num_steps):
-        t = i / num_steps
-        optimizer.learning_rate = learning_rate(t)
-        losses[i] = step(tf.constant(w_noise_scale(t, w_std), tf.float32)).numpy()
+        losses[i] = step(tf.constant(w_noise_scale(i / num_steps, w_std), tf.float32)).numpy()
         if on_step is not None:
             on_step(i + 1, num_steps, float(losses[i]))
     w = tf.tile(w_var, [1, G.num_ws // num_w, 1])

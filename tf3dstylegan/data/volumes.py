@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import nibabel as nib
+import nibabel.processing
 import numpy as np
 from scipy import ndimage
 
@@ -120,25 +121,19 @@ def check_shape(path, shape, base_size):
         raise DataError(path, str(err)) from None
 
 
-def voxel_sizes(affine) -> np.ndarray:
-    """Voxel edge lengths (mm) along the three array axes."""
-    return np.sqrt(np.sum(np.asarray(affine)[:3, :3] ** 2, axis=0))
-
-
 def resample_to_grid(data, affine, img_shape, voxel_size, order=1) -> np.ndarray:
     """Resample [x, y, z] onto grid_affine(img_shape, voxel_size), RAS, the input's field-of-view
     centre at the grid centre; anti-aliased when the target voxels are larger."""
     data = np.asarray(data, np.float32)
-    sigma = np.maximum(0.0, (voxel_size / voxel_sizes(affine) - 1.0) / 2.0)
+    sigma = np.maximum(0.0, (voxel_size / nib.affines.voxel_sizes(affine) - 1.0) / 2.0)
     if np.any(sigma > 0):
         data = ndimage.gaussian_filter(data, sigma, mode="nearest")
     fov_centre = affine @ np.append((np.asarray(data.shape) - 1.0) / 2.0, 1.0)
     target_to_world = grid_affine(img_shape, voxel_size)
     target_to_world[:3, 3] += fov_centre[:3]
-    target_to_input = np.linalg.inv(affine) @ target_to_world  # [4, 4]
-    return ndimage.affine_transform(
-        data, target_to_input[:3, :3], offset=target_to_input[:3, 3], output_shape=tuple(img_shape),
-        order=order, mode="constant", cval=float(data.min()))
+    resampled = nibabel.processing.resample_from_to(nib.Nifti1Image(data, affine), (tuple(img_shape), target_to_world),
+                                                    order=order, mode="constant", cval=float(data.min()))
+    return np.asarray(resampled.dataobj, np.float32)
 
 
 def normalize_intensity(data, mode) -> np.ndarray:
