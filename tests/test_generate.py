@@ -89,6 +89,7 @@ def test_truncation(G):
     assert max_diff(cut[0], cut[1]) > 0.01
 
 
+@pytest.mark.slow
 def test_style_mix_extremes_equal_row_and_column(G):
     rows, cols = [1, 2], [3, 4, 5]
     row_v, col_v, mixed = gen.style_mix(G, rows, cols, range(G.num_ws), psi=0.8)

@@ -28,6 +28,7 @@ def labelled_records(tmp_path_factory):
     return folder, encoding
 
 
+@pytest.mark.slow
 def test_the_step_feeds_labels_to_g_and_d(labelled_records):
     import tensorflow as tf
     import tf3dstylegan

@@ -222,6 +222,7 @@ def test_gradient_checkpointing_trains_like_the_plain_step(tmp_path):
             np.testing.assert_allclose(recomputed.numpy(), plain.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_metrics_are_evaluated_at_snapshots_and_logged(tmp_path):
     """train(metrics=fn) evaluates fn(G_ema) at each snapshot into stats.jsonl (and TensorBoard)."""
     cfg = load_config("2mm-fd16", **TINY)
