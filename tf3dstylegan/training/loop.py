@@ -6,9 +6,11 @@ dispatched without waiting for the host. A tick (progress line, stats, checkpoin
 then every `tick_kimg` (or a tenth of the run if shorter) and at the end. A non-finite loss stops the run at
 the tick without checkpointing it; SIGINT and SIGTERM finish the current step, write a checkpoint and stop.
 """
+import contextlib
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,7 +61,7 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
     chief = strategy.extended.should_checkpoint
     run_dir, resume_from = resolve_run(outdir, cfg.name, opts.resume)
     data_fn = _data_function(data, cfg, opts.batch, opts.seed, with_labels=label_table is not None)
-    with RunLock(run_dir) if chief else _nothing():
+    with RunLock(run_dir) if chief else contextlib.nullcontext():
         augment = None if opts.aug == "none" else (lambda: build_augment(
             opts.aug, opts.augpipe, opts.aug_p, opts.aug_target, kimg=opts.ada_kimg))
         state = build_state(cfg, strategy, opts.batch, opts.seed, opts.precision, opts.jit,
@@ -72,8 +74,7 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
             log(f"initialised G, D and G_ema from {resume_from}")
         start_step = int(state.step.numpy())
         dataset = strategy.distribute_datasets_from_function(lambda ctx: data_fn(ctx, start_step))
-        if chief:
-            run_dir.mkdir(parents=True, exist_ok=True)
+        if chief:  # the lock made the run folder
             write_json_atomic(run_dir / "training_options.json", _options_record(cfg, opts, data, strategy,
                                                                                 resume_from))
             log(f"run folder {run_dir} ({distribute.describe(strategy)}, batch {opts.batch}, {opts.precision})")
@@ -89,20 +90,12 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
     return run_dir
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 class _StopRequests:
     """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
 
     def __enter__(self):
         self.requested, self._previous = None, {}
-        if hasattr(signal, "SIGTERM") and _main_thread():
+        if threading.current_thread() is threading.main_thread():  # signal handlers: main thread only
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._request)
         return self
@@ -114,11 +107,6 @@ class _StopRequests:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
-
-
-def _main_thread():
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 def _options_record(cfg, opts, data, strategy, resume_from):
