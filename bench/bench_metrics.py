@@ -104,7 +104,7 @@ def main():
 
     per = out["per_volume_s"]
     G, _ = tf3dstylegan.build_networks("2mm-fd16")
-    z = rng.normal(size=(8, G.z_dim)).astype(np.float32)
+    z = rng.normal(size=(8, G.latent_size)).astype(np.float32)
     per["generator_2mm_fd16"] = timed(lambda: G(z, noise_mode="const").numpy(), 2) / 8
     volumes = np.tanh(rng.normal(size=(args.volumes,) + SHAPE + (1,))).astype(np.float32)
     cached = lambda which: weights.load_weights(which, weights.ensure_weights(which))  # noqa: E731

@@ -78,7 +78,7 @@ def measure(preset, what):
     G, D = tf3dstylegan.build_networks(preset, gradient_checkpointing=FLAGS.gradient_checkpointing, **overrides)
     G.synthesis.slab_size = FLAGS.slab_size
     batch = FLAGS.batch
-    z = tf.random.normal([batch, G.z_dim])
+    z = tf.random.normal([batch, G.latent_size])
     if what == "infer":
         fn = tf.function(lambda z: G(z), jit_compile=FLAGS.jit)
     else:

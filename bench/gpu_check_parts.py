@@ -83,7 +83,7 @@ class Parts:
             cfg = load_config(preset, **(TINY if self.opts.dry_run else {}))
             keras.utils.set_random_seed(seed)
             G, D = build_generator(cfg), build_discriminator(cfg)
-            z = tf.random.stateless_normal([batch, G.z_dim], [seed, 0])
+            z = tf.random.stateless_normal([batch, G.latent_size], [seed, 0])
             reals = tf.random.stateless_uniform([batch, *cfg.img_shape, cfg.num_channels], [seed, 1], -1.0, 1.0)
             with strict_float32():
                 volumes = G(z).numpy()

@@ -222,7 +222,7 @@ def test_bad_conditions_are_one_line_errors_and_write_nothing(saved, tmp_path, c
 def test_projection_under_a_condition(G, saved, tmp_path, capsys):
     old, young = labels_of(age=85, sex="F"), labels_of(age=55, sex="F")
     w_old, w_young = (projector.w_statistics(G, 200, labels=label)[0] for label in (old, young))
-    expected = G.mapping(np.random.RandomState(123).randn(200, G.z_dim), np.tile(old, [200, 1]))[:, 0]
+    expected = G.mapping(np.random.RandomState(123).randn(200, G.latent_size), np.tile(old, [200, 1]))[:, 0]
     np.testing.assert_allclose(w_old, np.mean(expected, axis=0), rtol=1e-4, atol=1e-6)
     assert max_diff(w_old, w_young) > 1e-3
     target = np.zeros(G.img_shape, np.float32)

@@ -147,3 +147,11 @@ def test_bad_records_met_while_training_are_named(tmp_path, records):
             pass
     assert bad_record_message(err.value, records).startswith(f"{records}: a record file is corrupt (corrupted record")
     assert bad_record_message(ValueError("other"), records) is None
+
+
+def test_derived_seeds_are_deterministic_and_do_not_collide_like_sums():
+    from tf3dstylegan.data.pipeline import derived_seed
+    assert derived_seed(0, 1) == derived_seed(0, 1)
+    assert derived_seed(0, 1) != derived_seed(1, 0)           # seed + step would give 1 for both
+    seeds = {derived_seed(seed, step) for seed in range(20) for step in range(0, 2000, 100)}
+    assert len(seeds) == 400 and all(0 <= s < 2 ** 32 for s in seeds)

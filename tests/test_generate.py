@@ -27,7 +27,7 @@ def G():
         layer.strength.assign(0.05)
     to_image = G.synthesis.to_images[str(G.config.resolution_log2)].conv
     to_image.weight.assign(to_image.weight * (0.3 / gen.generate_volumes(G, range(4)).std()))
-    G.w_avg.assign(np.mean(G.mapping(np.random.RandomState(1).randn(64, G.z_dim))[:, 0], axis=0))
+    G.w_avg.assign(np.mean(G.mapping(np.random.RandomState(1).randn(64, G.latent_size))[:, 0], axis=0))
     return G
 
 

@@ -53,7 +53,7 @@ class StandInConditionalG:
     """A conditional 'generator' with G's interface: volumes whose dark region follows the requested age
     (decoded with its own encoding), shifted by the latent; records the labels it is given."""
 
-    z_dim = 4
+    latent_size = 4
 
     def __init__(self):
         self.config = types.SimpleNamespace(label_size=3, label_encoding=json.dumps(G_ENCODING.to_json()),

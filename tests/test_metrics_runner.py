@@ -13,7 +13,7 @@ SHAPE = (16, 16, 20, 1)
 
 
 class StandInG:
-    z_dim = 4
+    latent_size = 4
 
     def __call__(self, z, truncation_psi=1.0, noise_mode="const"):
         # A volume whose intensity is set by z: deterministic given the seed of compute_metrics.

@@ -75,6 +75,7 @@ def test_training_styles_update_w_avg_and_mix():
     assert img.shape == (4,) + G.img_shape + (1,)
 
 
+@pytest.mark.slow
 def test_keras_save_load_predict_and_export(tmp_path):
     G = build_generator("2mm-fd16", **TINY)
     z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
@@ -162,3 +163,20 @@ def test_gradient_checkpointing_gives_the_same_first_order_gradients():
     with tf.GradientTape() as tape:   # random noise is drawn outside the recomputed blocks
         loss = tf.reduce_mean(Dc(Gc(z, training=True)))
     assert all(g is not None for g in tape.gradient(loss, Gc.synthesis.trainable_weights))
+
+
+@pytest.mark.parametrize("res", [3, 4, 6, 8])
+def test_style_index_layout_is_one_consistent_map(res):
+    from tf3dstylegan.config import ModelConfig
+    from tf3dstylegan.networks.synthesis import (level_name, level_style_indices, style_layer_level,
+                                                 to_image_style_index)
+    num_ws = ModelConfig(resolution_log2=res).num_ws
+    convs = [0] + [i for r in range(3, res + 1) for i in level_style_indices(r)]
+    assert convs == list(range(num_ws - 1))                  # every conv once, in order
+    assert to_image_style_index(res) == num_ws - 1           # the output layer uses the last style
+    assert [style_layer_level(j) for j in convs] == [2] + [r for r in range(3, res + 1) for _ in range(2)]
+    if res == 4:
+        G = build_generator({"resolution_log2": res, "base_size": [1, 1, 1], "fmap_min": 8, "fmap_max": 8, "latent_size": 8,
+                             "dlatent_size": 8, "mapping_layers": 1})
+        for j, layer in enumerate(G.synthesis.style_layers):
+            assert layer.name.startswith(level_name((1, 1, 1), style_layer_level(j)) + "_conv")

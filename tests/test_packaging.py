@@ -18,7 +18,7 @@ import tf3dstylegan, tensorflow as tf
 assert "site-packages" in tf3dstylegan.__file__, tf3dstylegan.__file__
 assert set(tf3dstylegan.available_presets()) >= {"demo", "2mm-fd16", "2mm-fd96", "1mm-fd16"}
 G, D = tf3dstylegan.build_networks("demo")
-volumes = G(tf.random.normal([2, G.z_dim]), truncation_psi=0.7, noise_mode="const")
+volumes = G(tf.random.normal([2, G.latent_size]), truncation_psi=0.7, noise_mode="const")
 print(tuple(volumes.shape), tuple(D(volumes).shape))
 """
 

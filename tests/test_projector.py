@@ -76,7 +76,7 @@ def test_noise_regularizer():
 
 def test_w_statistics(G):
     w_avg, w_std = projector.w_statistics(G, num_samples=300, batch_size=128)
-    w = G.mapping(np.random.RandomState(123).randn(300, G.z_dim).astype(np.float32))[:, 0].numpy()
+    w = G.mapping(np.random.RandomState(123).randn(300, G.latent_size).astype(np.float32))[:, 0].numpy()
     np.testing.assert_allclose(w_avg, w.mean(axis=0), rtol=1e-4, atol=1e-6)
     assert w_std == pytest.approx(np.sqrt(np.sum((w - w.mean(axis=0)) ** 2) / 300), rel=1e-4)
 
@@ -130,7 +130,7 @@ def test_projection_recovers_a_generated_volume(G):
     metrics = projector.reconstruction_metrics(target, result.reconstruction)
     assert metrics["psnr"] > 40.0 and metrics["psnr"] > baseline + 15.0, (metrics, baseline)
     assert metrics["ssim"] > 0.99
-    assert result.w.shape == (1, G.num_ws, G.w_dim)
+    assert result.w.shape == (1, G.num_ws, G.dlatent_size)
     np.testing.assert_array_equal(result.w[0, 0], result.w[0, -1])                # W: one w for all layers
     assert [n.shape for n in result.noises] == [tuple(s) for s in G.synthesis.noise_shapes]
     for n in result.noises:                                                      # re-normalised every step
@@ -141,6 +141,7 @@ def test_projection_recovers_a_generated_volume(G):
     np.testing.assert_allclose(again, result.reconstruction, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_projection_is_deterministic(G):
     target = gen.generate_volumes(G, [2])[0]
     a, b = (projector.project(G, target, num_steps=5, seed=4, w_avg_samples=200) for _ in range(2))
@@ -176,7 +177,7 @@ def test_cli(G, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["steps"] == 20 and report["w_plus"] and {"mse", "psnr", "ssim"} <= report.keys()
     with np.load(out / "projected_w.npz") as npz:
-        assert npz["w"].shape == (1, G.num_ws, G.w_dim)
+        assert npz["w"].shape == (1, G.num_ws, G.dlatent_size)
         assert len([k for k in npz.files if k.startswith("noise")]) == len(G.synthesis.noise_shapes)
     recon = nib.load(str(out / "reconstruction.nii.gz"))
     assert recon.get_data_dtype() == np.float32 and recon.shape == (16, 16, 16)

@@ -229,7 +229,7 @@ def test_metrics_are_evaluated_at_snapshots_and_logged(tmp_path):
     seen = []
 
     def metrics(G_ema):
-        volume = G_ema(tf.zeros([1, G_ema.z_dim])).numpy()
+        volume = G_ema(tf.zeros([1, G_ema.latent_size])).numpy()
         seen.append(volume.shape)
         return {"mean_volume": float(volume.mean())}
 

@@ -32,7 +32,7 @@ def convert(source, outdir, seed=0):
     for name, model in models.items():
         with atomic_path(outdir / f"{name}.keras") as tmp:
             model.save(tmp)
-    z = np.random.RandomState(seed).randn(1, nets.G_ema.z_dim).astype(np.float32)
+    z = np.random.RandomState(seed).randn(1, nets.G_ema.latent_size).astype(np.float32)
     volume = nets.G_ema(z, truncation_psi=1.0, noise_mode="const").numpy()
     report = {
         "source": str(source), "source_dtype": nets.source_dtype, "config": nets.config.to_dict(),

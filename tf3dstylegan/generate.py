@@ -1,6 +1,6 @@
 """Generation, style mixing and interpolation with a trained generator, and their writers.
 
-Every seed gives z = RandomState(seed).randn(1, z_dim) as the original; with noise_mode="random" the noise maps
+Every seed gives z = RandomState(seed).randn(1, latent_size) as the original; with noise_mode="random" the noise maps
 are drawn from the same RandomState after z, so a seed and the options always give the same volume (the
 original's randomize_noise made it irreproducible). Volumes are float32 [N, X, Y, Z, C] in the network's
 [-1, 1]; the writers store NIfTI in the training data's [0, 1] on the preset's centred RAS grid.
@@ -69,16 +69,16 @@ def parse_int_list(text):
 
 
 def seed_inputs(G, seed):
-    """(z [z_dim], noise maps [x, y, z, 1] per style layer) drawn from RandomState(seed), z first."""
+    """(z [latent_size], noise maps [x, y, z, 1] per style layer) drawn from RandomState(seed), z first."""
     rng = np.random.RandomState(seed)
-    z = rng.randn(G.z_dim).astype(np.float32)
+    z = rng.randn(G.latent_size).astype(np.float32)
     noise = [rng.randn(*shape[1:]).astype(np.float32) for shape in G.synthesis.noise_shapes]
     return z, noise
 
 
 def seed_styles(G, seeds, psi=1.0, cutoff=None, labels=None):
-    """Truncated ws [N, num_ws, w_dim] of the seeds' z (under labels [N, L] or [L] when G is conditional)."""
-    z = np.stack([seed_inputs(G, s)[0] for s in seeds])           # [N, z_dim]
+    """Truncated ws [N, num_ws, dlatent_size] of the seeds' z (under labels [N, L] or [L] when G is conditional)."""
+    z = np.stack([seed_inputs(G, s)[0] for s in seeds])           # [N, latent_size]
     return G.truncate(G.mapping(z, batch_labels(G, labels, len(z))), psi, cutoff).numpy()
 
 
@@ -89,7 +89,7 @@ def seed_noise(G, seeds):
 
 
 def compiled_synthesis(G, noise_mode="const", slab_size=None):
-    """A compiled synthesis pass: (ws [b, num_ws, w_dim], noise maps [b, x, y, z, 1] per layer or None) ->
+    """A compiled synthesis pass: (ws [b, num_ws, dlatent_size], noise maps [b, x, y, z, 1] per layer or None) ->
     volumes [b, X, Y, Z, C] as NumPy. slab_size: see SynthesisNetwork (less memory, same volumes)."""
     run = tf.function(lambda ws, noise: G.synthesis(ws, noise_mode=noise_mode, noise=noise, slab_size=slab_size),
                       reduce_retracing=True)
@@ -101,7 +101,7 @@ def compiled_synthesis(G, noise_mode="const", slab_size=None):
 
 
 def synthesize(G, ws, noise_mode="const", noise=None, batch_size=4, slab_size=None):
-    """ws [N, num_ws, w_dim] (+ optional noise maps [N, x, y, z, 1] per layer) -> volumes [N, X, Y, Z, C]."""
+    """ws [N, num_ws, dlatent_size] (+ optional noise maps [N, x, y, z, 1] per layer) -> volumes [N, X, Y, Z, C]."""
     run = compiled_synthesis(G, noise_mode, slab_size)
     return np.concatenate([run(ws[i:i + batch_size], None if noise is None else [n[i:i + batch_size] for n in noise])
                            for i in range(0, len(ws), batch_size)])
@@ -152,7 +152,7 @@ def style_mix(G, row_seeds, col_seeds, col_styles, psi=1.0, noise_mode="const", 
     rows, cols = (generate_volumes(G, s, psi, noise_mode, cutoff, batch_size, slab_size, l)
                   for s, l in ((row_seeds, labels), (col_seeds, col_labels)))
     row_ws, col_ws = seed_styles(G, row_seeds, psi, cutoff, labels), seed_styles(G, col_seeds, psi, cutoff, col_labels)
-    mixed_ws = np.repeat(row_ws[:, np.newaxis], len(col_seeds), axis=1)           # [R, C, num_ws, w_dim]
+    mixed_ws = np.repeat(row_ws[:, np.newaxis], len(col_seeds), axis=1)           # [R, C, num_ws, dlatent_size]
     mixed_ws[:, :, col_styles] = col_ws[np.newaxis][:, :, col_styles]
     noise = _noise_for(G, [r for r in row_seeds for _ in col_seeds], noise_mode)
     mixed = synthesize(G, mixed_ws.reshape((-1,) + row_ws.shape[1:]), noise_mode, noise, batch_size, slab_size)

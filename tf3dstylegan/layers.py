@@ -91,11 +91,11 @@ class ModConv3D(keras.layers.Layer):
         self.demodulate, self.up, self.fused = demodulate, up, fused
 
     def build(self, x_shape, w_shape):
-        in_ch, w_dim = int(x_shape[-1]), int(w_shape[-1])
+        in_ch, dlatent_size = int(x_shape[-1]), int(w_shape[-1])
         self.weight_gain = 1.0 / math.sqrt(self.kernel_size ** 3 * in_ch)
         self.weight = self.add_weight(name="weight", shape=(self.kernel_size,) * 3 + (in_ch, self.filters),
                                       initializer=_normal(1.0))
-        self.mod_weight = self.add_weight(name="mod_weight", shape=(w_dim, in_ch), initializer=_normal(1.0))
+        self.mod_weight = self.add_weight(name="mod_weight", shape=(dlatent_size, in_ch), initializer=_normal(1.0))
         self.mod_bias = self.add_weight(name="mod_bias", shape=(in_ch,), initializer="zeros")
 
     def call(self, x, w):

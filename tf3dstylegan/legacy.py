@@ -15,6 +15,7 @@ import numpy as np
 
 from tf3dstylegan.config import Config
 from tf3dstylegan.networks.loaded import LoadedNetworks
+from tf3dstylegan.networks.synthesis import style_layer_level
 
 G_BUILD = "G_main"
 MAPPING_BUILD = "G_mapping_3d"
@@ -170,7 +171,7 @@ def generator_table(G):
     base = cfg.base_size
     table.append(("synthesis", f"{_scope(base, 2, True)}/Const/const", synth.const.const, _const_layout))
     for j, layer in enumerate(synth.style_layers):
-        r = (j + 5) // 2
+        r = style_layer_level(j)
         scope = f"{_scope(base, 2, True)}/Conv" if j == 0 else \
             f"{_scope(base, r)}/{'Conv0_up' if j % 2 else 'Conv1'}"
         table += [("synthesis", f"{scope}/weight", layer.conv.weight, _identity),

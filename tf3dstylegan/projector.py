@@ -31,7 +31,7 @@ DOWNSAMPLE = 8
 @dataclasses.dataclass
 class Projection:
     """What `project` returns."""
-    w: np.ndarray                 # [1, num_ws, w_dim], without the optimisation's perturbation
+    w: np.ndarray                 # [1, num_ws, dlatent_size], without the optimisation's perturbation
     noises: List[np.ndarray]      # per style layer [1, x, y, z, 1]
     reconstruction: np.ndarray    # [X, Y, Z, C] in [-1, 1]
     losses: np.ndarray            # [num_steps] total loss of each step
@@ -60,13 +60,13 @@ def w_noise_scale(t, w_std, factor=INITIAL_NOISE_FACTOR, ramp=NOISE_RAMP):
 
 
 def w_statistics(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED, batch_size=1000, labels=None):
-    """(w_avg [w_dim], w_std scalar) of num_samples mapped RandomState(seed) latents (first style layer), under
+    """(w_avg [dlatent_size], w_std scalar) of num_samples mapped RandomState(seed) latents (first style layer), under
     the condition labels [L] when G is conditional."""
-    z = np.random.RandomState(seed).randn(num_samples, G.z_dim).astype(np.float32)
+    z = np.random.RandomState(seed).randn(num_samples, G.latent_size).astype(np.float32)
     condition = batch_labels(G, labels, 1)                                            # [1, L] or None
     chunks = [z[i:i + batch_size] for i in range(0, num_samples, batch_size)]
     w = np.concatenate([G.mapping(chunk, None if condition is None else np.repeat(condition, len(chunk), axis=0))
-                        [:, 0].numpy() for chunk in chunks]).astype(np.float64)      # [N, w_dim]
+                        [:, 0].numpy() for chunk in chunks]).astype(np.float64)      # [N, dlatent_size]
     w_avg = w.mean(axis=0)
     w_std = np.sqrt(np.sum((w - w_avg) ** 2) / num_samples)
     return w_avg.astype(np.float32), float(w_std)
@@ -128,7 +128,7 @@ def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NO
     target_small = block_mean(target_big)
     w_avg, w_std = w_statistics(G, w_avg_samples, labels=None if condition is None else condition[0])
     num_w = G.num_ws if w_plus else 1
-    w_var = tf.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")          # [1, num_w, w_dim]
+    w_var = tf.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")          # [1, num_w, dlatent_size]
     rng = np.random.RandomState(seed)
     noise_vars = [tf.Variable(rng.randn(*shape).astype(np.float32), name=f"noise{i}")
                   for i, shape in enumerate(G.synthesis.noise_shapes)]

@@ -57,6 +57,15 @@ def _indexed_records(file, shard, num_shards):
         lambda j, record: (record, file, j * num_shards + shard))
 
 
+MIRROR_STREAM = 1  # derived_seed key of the mirror coins
+
+
+def derived_seed(*keys) -> int:
+    """A tf.data seed from integer keys (run seed, start step, pipeline): numpy's SeedSequence hash, so every
+    key tuple gets an independent stream (sums such as seed + step collide: 0 + 1 == 1 + 0)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
 def make_dataset(path, batch_size, *, seed=0, shuffle=True, repeat=True, mirror_augment=False,
                  input_context=None, shuffle_mb=DEFAULT_SHUFFLE_MB, cache_mb=DEFAULT_CACHE_MB,
                  max_volumes=None, with_labels=False):
@@ -110,7 +119,8 @@ def make_dataset(path, batch_size, *, seed=0, shuffle=True, repeat=True, mirror_
     if repeat:
         volumes = volumes.repeat()
     if mirror_augment:  # one coin per volume from a seeded stream: reproducible under parallelism
-        coins = tf.data.Dataset.random(seed=seed + 1 + pipeline_id).map(lambda r: r % 2 == 0)
+        coins = tf.data.Dataset.random(seed=derived_seed(seed, MIRROR_STREAM, pipeline_id))
+        coins = coins.map(lambda r: r % 2 == 0)
         flip = mirror_x if labels is None else lambda pair, coin: (mirror_x(pair[0], coin), pair[1])
         volumes = tf.data.Dataset.zip(volumes, coins).map(
             flip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -20,7 +20,7 @@ class Generator(keras.Model):
     def __init__(self, config, fused_modconv=False, gradient_checkpointing=False, slab_size=None, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg = load_model_config(config)
-        self.z_dim, self.w_dim, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
+        self.latent_size, self.dlatent_size, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
         self.img_shape, self.num_channels = cfg.img_shape, cfg.num_channels
         self.mapping = MappingNetwork(cfg, name="mapping")
         self.synthesis = SynthesisNetwork(cfg, fused_modconv=fused_modconv,
@@ -31,7 +31,7 @@ class Generator(keras.Model):
         self.built = True
 
     def truncate(self, ws, psi=1.0, cutoff=None):
-        """w_avg + (ws - w_avg) * psi on style layers < cutoff (all when None). ws: [B, num_ws, w_dim]."""
+        """w_avg + (ws - w_avg) * psi on style layers < cutoff (all when None). ws: [B, num_ws, dlatent_size]."""
         if isinstance(psi, (int, float)) and psi == 1:
             return ws
         layer_psi = tf.cast(psi, tf.float32) * tf.ones([self.num_ws], tf.float32)
@@ -56,7 +56,7 @@ class Generator(keras.Model):
         return tf.where(keep[tf.newaxis, :, tf.newaxis], ws, ws_other)
 
     def training_styles(self, z, labels=None, rng=None):
-        """ws for a training step: map z, update w_avg, mix styles. z: [B, z_dim] -> [B, num_ws, w_dim]."""
+        """ws for a training step: map z, update w_avg, mix styles. z: [B, latent_size] -> [B, num_ws, dlatent_size]."""
         ws = self.mapping(z, labels)
         self.update_w_avg(ws)
         if self.config.style_mixing_prob > 0:
@@ -74,7 +74,7 @@ class Generator(keras.Model):
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """A SavedModel whose `serve(z [B, latent_size])` returns volumes (const noise, psi 1)."""
         if input_signature is None:
-            input_signature = [tf.TensorSpec([None, self.z_dim], tf.float32, name="z")]
+            input_signature = [tf.TensorSpec([None, self.latent_size], tf.float32, name="z")]
         return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)
 
     def get_config(self):

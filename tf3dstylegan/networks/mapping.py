@@ -21,7 +21,7 @@ class MappingNetwork(keras.Model):
     def __init__(self, config, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg = load_model_config(config)
-        self.z_dim, self.w_dim, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
+        self.latent_size, self.dlatent_size, self.num_ws = cfg.latent_size, cfg.dlatent_size, cfg.num_ws
         in_dim = cfg.latent_size
         if cfg.label_size:
             self.label_embed = self.add_weight(name="label_embed", shape=(cfg.label_size, cfg.latent_size),
@@ -37,7 +37,7 @@ class MappingNetwork(keras.Model):
         self.built = True
 
     def call(self, z, labels=None):
-        check_width(z, self.z_dim, "z")
+        check_width(z, self.latent_size, "z")
         x = tf.cast(z, self.compute_dtype)
         if self.config.label_size:
             if labels is None:
@@ -47,7 +47,7 @@ class MappingNetwork(keras.Model):
         for layer in self.dense_layers:
             x = layer(x)                                # [B, units]
         x = tf.cast(x, tf.float32)
-        return tf.tile(x[:, tf.newaxis], [1, self.num_ws, 1])  # [B, num_ws, w_dim]
+        return tf.tile(x[:, tf.newaxis], [1, self.num_ws, 1])  # [B, num_ws, dlatent_size]
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}

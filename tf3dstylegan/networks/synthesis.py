@@ -19,6 +19,21 @@ def level_name(base_size, r):
     return "b" + "x".join(str(b * 2 ** (r - 2)) for b in base_size)
 
 
+def level_style_indices(r):
+    """Style indices (Conv0_up, Conv1) of up-sampling level r >= 3: (2r-5, 2r-4); the base conv is 0."""
+    return 2 * r - 5, 2 * r - 4
+
+
+def to_image_style_index(r):
+    """Style index of level r's ToImage: 2r-3, the one after its Conv1 (shared with level r+1's Conv0_up)."""
+    return 2 * r - 3
+
+
+def style_layer_level(j):
+    """Level of style layer j: 2 for the base conv (j = 0), else the r whose level_style_indices hold j."""
+    return 2 if j == 0 else (j + 5) // 2
+
+
 def slab_windows(size, slab_size, halo=SLAB_HALO):
     """How to compute an up-sampling level of `size` rows (first spatial axis) in slabs of `slab_size`.
 
@@ -39,10 +54,10 @@ def slab_windows(size, slab_size, halo=SLAB_HALO):
 
 @serializable
 class SynthesisNetwork(keras.Model):
-    """ws [B, num_ws, w_dim] -> volumes [B, X, Y, Z, C].
+    """ws [B, num_ws, dlatent_size] -> volumes [B, X, Y, Z, C].
 
-    Style index of each layer: base conv 0; level r (3..R) Conv0_up 2r-5 and Conv1 2r-4; the output
-    layer (ToImage) 2R-3 (every level r uses 2r-3 for 'skip'). Noise j belongs to style layer j.
+    Style index of each layer: base conv 0, level r's convolutions level_style_indices(r), its ToImage
+    to_image_style_index(r) (only the last level has one except in 'skip'). Noise j belongs to style layer j.
     slab_size: compute the full-resolution level in slabs of this many rows along the first axis, one
     after the other, so that its feature maps never exist whole (inference memory); the result is the
     same. None or 0: the whole volume at once.
@@ -53,7 +68,7 @@ class SynthesisNetwork(keras.Model):
         self.config = cfg = load_model_config(config)
         self.fused_modconv, self.gradient_checkpointing = fused_modconv, gradient_checkpointing
         self.slab_size = check_slab_size(slab_size)
-        self.num_ws, self.w_dim, self.img_shape = cfg.num_ws, cfg.dlatent_size, cfg.img_shape
+        self.num_ws, self.dlatent_size, self.img_shape = cfg.num_ws, cfg.dlatent_size, cfg.img_shape
         arch, base, res = cfg.g_architecture, cfg.base_size, cfg.resolution_log2
         use_noise = not cfg.no_noise
         w_shape = (None, cfg.dlatent_size)
@@ -111,9 +126,9 @@ class SynthesisNetwork(keras.Model):
         slab_size: override the network's slab_size for this call (0: whole volume)."""
         check_noise_mode(noise_mode)
         slab_size = self.slab_size if slab_size is None else check_slab_size(slab_size)
-        check_width(ws, self.w_dim, "ws")
+        check_width(ws, self.dlatent_size, "ws")
         if ws.shape.rank != 3 or (ws.shape[1] is not None and ws.shape[1] != self.num_ws):
-            raise ValueError(f"ws must have shape [batch, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+            raise ValueError(f"ws must have shape [batch, {self.num_ws}, {self.dlatent_size}], got {list(ws.shape)}")
         if noise is not None and len(noise) != len(self.style_layers):
             raise ValueError(f"noise must be a list of {len(self.style_layers)} tensors, got {len(noise)}")
         noise = list(noise) if noise is not None else [None] * len(self.style_layers)
@@ -127,20 +142,20 @@ class SynthesisNetwork(keras.Model):
             if r > 2:
                 if img is not None:
                     img = self.upsample(img)
-                level_noise = noise[2 * r - 5], noise[2 * r - 4]
+                level_noise = tuple(noise[i] for i in level_style_indices(r))
                 if r == last and 0 < slab_size < self.img_shape[0]:  # its feature maps never exist whole
                     y = self._last_level_in_slabs(x, ws, noise_mode, level_noise, checkpoint, slab_size)
                     return tf.cast(y if img is None else img + y, tf.float32)
                 x = self._block(r, x, ws, noise_mode, *level_noise, checkpoint)
             if to_image is not None:
-                y = to_image(x, ws[:, 2 * r - 3])
+                y = to_image(x, ws[:, to_image_style_index(r)])
                 img = y if img is None else img + y
         return tf.cast(img, tf.float32)
 
     def _block(self, r, x, ws, noise_mode, noise0, noise1, checkpoint):
         """Level r: Conv0_up, Conv1 (and the resnet skip). With gradient checkpointing its activations are
         recomputed in the backward pass; random noise is then drawn outside so both passes see the same."""
-        i0, i1 = 2 * r - 5, 2 * r - 4
+        i0, i1 = level_style_indices(r)
         checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
         if checkpoint and noise_mode == "random":
             noise0, noise1 = (n if n is not None else self.style_layers[i].noise.random_noise(tf.shape(x)[0])
@@ -172,7 +187,7 @@ class SynthesisNetwork(keras.Model):
         r = self.config.resolution_log2
         batch = tf.shape(x)[0]
         maps = [self.style_layers[i].noise.noise_map(batch, noise_mode, n)
-                for i, n in zip((2 * r - 5, 2 * r - 4), level_noise)]
+                for i, n in zip(level_style_indices(r), level_noise)]
         slabs = []
         for lo_start, lo_stop, crop, length in slab_windows(self.img_shape[0], slab_size):
             with tf.control_dependencies(slabs[-1:]):
@@ -186,7 +201,7 @@ class SynthesisNetwork(keras.Model):
         # eagerly, the slab's feature maps are freed before the next slab starts.
         r = self.config.resolution_log2
         y = self._block(r, window, ws, noise_mode, *window_noise, checkpoint)[:, crop:crop + length]
-        return self.to_images[str(r)](y, ws[:, 2 * r - 3])
+        return self.to_images[str(r)](y, ws[:, to_image_style_index(r)])
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "fused_modconv": self.fused_modconv,

@@ -12,7 +12,7 @@ def normalize_2nd_moment(x, axis=1, eps=1e-8):
 
 
 def style_scales(w, mod_weight, mod_bias):
-    """Per-input-channel scales s = w @ (mod_weight / sqrt(w_dim)) + mod_bias + 1.
+    """Per-input-channel scales s = w @ (mod_weight / sqrt(dlatent_size)) + mod_bias + 1.
 
     w: [B, W], mod_weight: [W, I], mod_bias: [I] -> [B, I] (float32).
     """

@@ -146,11 +146,11 @@ def _data_function(data, cfg, batch, seed, with_labels=False):
     if callable(data):
         make = data
     else:
-        from tf3dstylegan.data import make_dataset
+        from tf3dstylegan.data.pipeline import derived_seed, make_dataset
         path = Path(data)
 
         def make(ctx, start_step):
-            return make_dataset(path, batch, seed=seed + start_step, shuffle=True, repeat=True,
+            return make_dataset(path, batch, seed=derived_seed(seed, start_step), shuffle=True, repeat=True,
                                 mirror_augment=cfg.mirror_augment, input_context=ctx, with_labels=with_labels)
     expected = (*cfg.img_shape, cfg.num_channels)
 
@@ -168,7 +168,7 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
     cfg, batch, total_nimg = state.cfg, state.batch, int(round(1000 * opts.kimg))
     tick_nimg = min(cfg.tick_kimg * 1000, total_nimg / 10)  # short runs still report (and save) ten times
     stats_writer = stats.StatsWriter(run_dir) if chief else None
-    grid_z = np.random.RandomState(state.seed).randn(PREVIEW_GRID[0] * PREVIEW_GRID[1], state.G.z_dim)
+    grid_z = np.random.RandomState(state.seed).randn(PREVIEW_GRID[0] * PREVIEW_GRID[1], state.G.latent_size)
     table = state.train_step.label_table  # conditional: the previews cycle through the dataset's first labels
     grid_labels = None if table is None else np.resize(table.numpy(), (len(grid_z), table.shape[1]))
     means = stats.DeviceMeans()

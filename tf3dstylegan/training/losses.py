@@ -32,7 +32,7 @@ def path_length_noise(shape, seed):
 
 
 def path_lengths(ws_grads):
-    """|J^T y| per example: sqrt(mean over styles of the sum over w of g^2): [B, num_ws, w_dim] -> [B]."""
+    """|J^T y| per example: sqrt(mean over styles of the sum over w of g^2): [B, num_ws, dlatent_size] -> [B]."""
     grads = tf.cast(ws_grads, tf.float32)
     return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=2), axis=1))
 

@@ -11,7 +11,7 @@ import keras
 
 from tf3dstylegan.training import losses
 
-# fold_in tags of the augmentation seeds (distinct from StatelessRandom's per-call seeds).
+# fold_in tags of the augmentation seeds (far above the number of StatelessRandom calls in a step).
 AUGMENT_G_FAKES, AUGMENT_D_REALS, AUGMENT_D_FAKES = 1001, 1002, 1003
 
 
@@ -98,8 +98,8 @@ class TrainStep:
         return stats
 
     def _latents(self, n):
-        """[n, z_dim (+ label_size)]: z, then (conditional networks) a label row drawn from the dataset's."""
-        z = self.rng.normal([n, self.G.z_dim])
+        """[n, latent_size (+ label_size)]: z, then (conditional networks) a label row drawn from the dataset's."""
+        z = self.rng.normal([n, self.G.latent_size])
         if self.label_table is None:
             return z
         rows = self.rng.uniform([n], 0, tf.shape(self.label_table, out_type=tf.int64)[0], dtype=tf.int64)
@@ -133,8 +133,8 @@ class TrainStep:
         None). latents: see _latents.
 
         checkpoint=False where second-order gradients follow (gradient checkpointing is first-order only)."""
-        z = latents[:, :self.G.z_dim]
-        labels = None if self.label_table is None else latents[:, self.G.z_dim:]
+        z = latents[:, :self.G.latent_size]
+        labels = None if self.label_table is None else latents[:, self.G.latent_size:]
         ws = self.G.training_styles(z, labels, rng=rand)
         noise = None
         if not self.cfg.no_noise:
@@ -252,16 +252,17 @@ class TrainStep:
 
 
 class StatelessRandom:
-    """normal/uniform like tf.random.Generator, from stateless ops: call k of replica r uses seed + (r, k)."""
+    """normal/uniform like tf.random.Generator, from stateless ops: call k (1, 2, ...) of replica r uses
+    fold_in(fold_in(seed, r), k)."""
 
     def __init__(self, seed):
         rid = tf.distribute.get_replica_context().replica_id_in_sync_group
-        self.seed = tf.reshape(seed, [2]) + tf.cast(tf.stack([rid, 0]), seed.dtype)
+        self.seed = tf.random.experimental.stateless_fold_in(tf.reshape(seed, [2]), rid)
         self.calls = 0
 
     def next_seed(self):
         self.calls += 1
-        return self.seed + tf.constant([0, self.calls], self.seed.dtype)
+        return tf.random.experimental.stateless_fold_in(self.seed, self.calls)
 
     def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32):
         return tf.random.stateless_normal(shape, self.next_seed(), mean, stddev, dtype)
