@@ -11,6 +11,8 @@ set without one). Memorisation compares each generated volume with --train_data 
 volumes) and writes the closest pairs to --memorisation_png (default: beside --out). Each value comes with
 its 95 % range over --intervals random halves of the samples and the sample count. Without --data the demo
 dataset at the network's voxel size is used; without --network only the real-vs-real values are computed.
+What depends on the real volumes alone is cached (--cache_dir) and reused for the same records and request
+(--nocache_reals: compute it anew).
 
 Conditional networks: generated volumes get labels drawn from the real labels. --by sex (a categorical
 covariate: each category) or --by age:50,60,70,80,90 (a continuous one: the bins between the edges) adds
@@ -61,7 +63,11 @@ def define_flags(fv):
                         "covariate (age or age:ventricle_volume), real vs generated.", flag_values=fv)
     flags.DEFINE_integer("effect_steps", 5, "Covariate values per latent for the generated slope of --effect.",
                          flag_values=fv)
-    flags.DEFINE_string("cache_dir", None, "Weights cache (default $TF3DSTYLEGAN_CACHE or ~/.cache/tf3dstylegan).",
+    flags.DEFINE_boolean("cache_reals", True, "Keep what depends on the real volumes alone (their features, pairs, "
+                         "real-vs-real values) in the cache and reuse it for the same records and request.",
+                         flag_values=fv)
+    flags.DEFINE_string("cache_dir", None, "Cache of weights and real-volume results (default $TF3DSTYLEGAN_CACHE or "
+                        "~/.cache/tf3dstylegan).",
                         flag_values=fv)
 
 
@@ -184,7 +190,7 @@ def main(fv, args):
         truncation_psi=fv.truncation_psi, noise_mode=fv.noise_mode, intervals=fv.intervals,
         train_data=fv.train_data, memorisation_png=png, by=fv.by, effect=fv.effect, effect_steps=fv.effect_steps,
         inception_weights=fv.inception_weights, deepbet_weights=fv.deepbet_weights,
-        medicalnet_weights=fv.medicalnet_weights, cache_dir=fv.cache_dir)
+        medicalnet_weights=fv.medicalnet_weights, cache_dir=fv.cache_dir, cache_reals=fv.cache_reals)
     if fv.protocol:
         results = {"protocol": fv.protocol, **results}
     if any(m.endswith("_medicalnet") for m in metrics):

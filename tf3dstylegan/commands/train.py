@@ -105,8 +105,14 @@ def _metrics_function(names, num):
         raise flag_error("metrics_num", f"must be >= 2, got {num}")
 
     def bind(data):
+        extractors = None  # the feature networks: built at the first snapshot, then reused
+
         def evaluate(G):
-            results = compute_metrics(G, data, names, num=num, reference=False)
+            nonlocal extractors
+            from tf3dstylegan.metrics.extractors import FeatureExtractors
+            extractors = extractors or FeatureExtractors(names)
+            results = compute_metrics(G, data, names, num=num, reference=False, extractors=extractors,
+                                      cache_reals=True)
             return {key: value for key, value in results.items() if isinstance(value, float)}
         return evaluate
     return bind

@@ -6,6 +6,8 @@ precision/recall in the two 3D ones.
 """
 import os
 
+from tf3dstylegan.metrics import real_cache
+
 METRIC_SPACES = {
     "fid_slices": "slices", "kid_slices": "slices",
     "fid3d": "deepbet", "kid3d": "deepbet", "pr3d": "deepbet",
@@ -43,18 +45,23 @@ class FeatureExtractors:
         check_weight_files(metrics, inception_weights, deepbet_weights, medicalnet_weights)
         spaces = feature_spaces(metrics)
         self.inception = self.deepbet = self.medicalnet = None
+        loaded = {}
         if "slices" in spaces:
             from tf3dstylegan.metrics import inception
             path = inception_weights or weights.ensure_weights("inception", cache_dir, download=download)
-            self.inception = inception.InceptionFeatures(weights.load_weights("inception", path))
+            loaded["slices"] = weights.load_weights("inception", path)
+            self.inception = inception.InceptionFeatures(loaded["slices"])
         if "deepbet" in spaces:
             from tf3dstylegan.metrics import deepbet
             path = deepbet_weights or weights.ensure_weights("deepbet", cache_dir, download=download)
-            self.deepbet = deepbet.DeepbetFeatures(weights.load_weights("deepbet", path))
+            loaded["deepbet"] = weights.load_weights("deepbet", path)
+            self.deepbet = deepbet.DeepbetFeatures(loaded["deepbet"])
         if "medicalnet" in spaces:
             from tf3dstylegan.metrics import medicalnet
             try:
-                network_weights = medicalnet.load_weights(medicalnet_weights)
+                loaded["medicalnet"] = medicalnet.load_weights(medicalnet_weights)
             except ValueError as e:
                 raise ValueError(f"{medicalnet_weights}: {e}") from e
-            self.medicalnet = medicalnet.MedicalNetFeatures(network_weights)
+            self.medicalnet = medicalnet.MedicalNetFeatures(loaded["medicalnet"])
+        # Identifies these networks (real_cache keys): space name and weights of each.
+        self.digest = ",".join(f"{space}:{real_cache.weights_digest(w)}" for space, w in loaded.items())

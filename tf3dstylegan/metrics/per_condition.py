@@ -44,7 +44,7 @@ def resolve(G, data, by=None, effect=None, labels=None, label_encoding=None):
 def compute_metrics(G, data, metrics=runner.DEFAULT_METRICS, num=1000, batch_size=8, seed=0, reference=True,
                     extractors=None, truncation_psi=1.0, noise_mode="const", intervals=0, train_data=None,
                     memorisation_png=None, by=None, effect=None, effect_steps=effects.DEFAULT_STEPS, labels=None,
-                    label_encoding=None, **extractor_kwargs):
+                    label_encoding=None, cache_reals=False, **extractor_kwargs):
     """runner.compute_metrics's results, plus with `by` ('sex', 'age:50,60,70' or a Grouping) the same metrics
     within each group under results['by'] (evaluate_groups), and with `effect` ('age' or an Effect) the
     covariate effect check under results['effect'] (effects.covariate_effect, `effect_steps` covariate values
@@ -59,7 +59,8 @@ def compute_metrics(G, data, metrics=runner.DEFAULT_METRICS, num=1000, batch_siz
     results = runner.compute_metrics(
         G, data, metrics, num, batch_size, seed, reference, extractors, truncation_psi=truncation_psi,
         noise_mode=noise_mode, intervals=intervals, train_data=train_data, memorisation_png=memorisation_png,
-        labels=labels, label_encoding=label_encoding) if metrics else {}
+        labels=labels, label_encoding=label_encoding, cache_reals=cache_reals,
+        cache_dir=extractor_kwargs.get("cache_dir")) if metrics else {}
     if effect is not None:
         results["effect"] = effects.covariate_effect(G, real, effect, num, batch_size, seed, truncation_psi,
                                                      noise_mode, effect_steps)

@@ -23,7 +23,7 @@ import numpy as np
 
 from tf3dstylegan import conditions
 from tf3dstylegan.metrics import extractors as feature_networks
-from tf3dstylegan.metrics import inception, labelled, measures, memorisation, mmd, msssim, slices
+from tf3dstylegan.metrics import inception, labelled, measures, memorisation, mmd, msssim, real_cache, slices
 
 METRICS = ("fid_slices", "kid_slices", "bmmd2", "msssim", "fid3d", "kid3d", "pr3d",
            "fid_medicalnet", "kid_medicalnet", "pr_medicalnet", "memorisation")
@@ -63,7 +63,7 @@ def generated_batches(G, num, batch_size, seed, truncation_psi=1.0, noise_mode="
     if labels is not None and not len(labels):
         raise ValueError("no labels to draw the generated volumes' labels from")
     for start in range(0, num, batch_size):
-        z = rng.standard_normal((min(batch_size, num - start), G.z_dim)).astype(np.float32)
+        z = rng.standard_normal((min(batch_size, num - start), G.latent_size)).astype(np.float32)
         condition = {} if labels is None else {"labels": labels[label_rng.integers(0, len(labels), len(z))]}
         yield np.asarray(G(z, truncation_psi=truncation_psi, noise_mode=noise_mode, **condition), np.float32)
 
@@ -124,6 +124,23 @@ class VolumeSummary:
     def pooled(self):
         return np.concatenate(self._pooled)
 
+    def to_arrays(self, prefix) -> dict:
+        """{prefix/name: array} of everything this summary holds (real_cache stores it)."""
+        arrays = {f"{prefix}/features/{name}": value for name, value in self.features.items()}
+        arrays[f"{prefix}/msssim"] = np.asarray(self.msssim, np.float64)
+        if self._pooled:
+            arrays[f"{prefix}/pooled"], arrays[f"{prefix}/pool_factor"] = self.pooled, np.asarray(self.pool_factor)
+        return arrays
+
+    def restore(self, arrays, prefix):
+        """Take the state of `to_arrays(prefix)` output."""
+        start = f"{prefix}/features/"
+        self._features = {k[len(start):]: [v] for k, v in arrays.items() if k.startswith(start)}
+        self.msssim = list(arrays[f"{prefix}/msssim"])
+        if f"{prefix}/pooled" in arrays:
+            self._pooled, self.pool_factor = [arrays[f"{prefix}/pooled"]], int(arrays[f"{prefix}/pool_factor"])
+        return self
+
 
 def _digest(volume):
     return hashlib.sha1(np.ascontiguousarray(volume).tobytes()).hexdigest()
@@ -141,16 +158,23 @@ def _training_volumes(train_data, batch_size, real_a):
 
 
 def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, extractors, intervals=0, seed=0,
-                     train_data=None, memorisation_png=None):
-    """Results for batches of evaluated volumes (None: the real row only) against real `data`."""
+                     train_data=None, memorisation_png=None, cache_reals=False, cache_dir=None):
+    """Results for batches of evaluated volumes (None: the real row only) against real `data`. cache_reals:
+    keep what comes from a records folder's real volumes alone in the cache (real_cache) and reuse it."""
     what = os.fspath(data) if isinstance(data, (str, os.PathLike)) else "data"
     reals = VolumeReader(real_batches(data, batch_size), what, num * (2 if reference else 1))
     fake, real_a, real_b = (VolumeSummary(metrics, extractors) for _ in range(3))
-    mmd_fake, mmd_real, seen_a = [], [], set()
+    key = real_cache.cache_key(data, metrics, num, batch_size, reference, extractors.digest) if cache_reals else None
+    cached = real_cache.load(real_cache.entry_path(key, cache_dir)) if key else None
+    if cached is not None:
+        real_a.restore(cached, "a")
+        real_b.restore(cached, "b")
+    mmd_fake, mmd_real, seen_a = [], [] if cached is None else list(cached["mmd_real"]), set()
     for start in range(0, num, batch_size):
         batch_a = reals.take(min(batch_size, num - start))
         unit_a = mmd.to_unit_range(batch_a)
-        real_a.add(batch_a)
+        if cached is None:
+            real_a.add(batch_a)
         seen_a.update(_digest(v) for v in batch_a)
         if fake_batches is not None:
             fake_batch = next(fake_batches)
@@ -164,9 +188,13 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
             batch_b = reals.take(len(batch_a))
             if any(_digest(v) in seen_a for v in batch_b):
                 raise ValueError(f"{what}: fewer than {2 * num} distinct volumes for two disjoint halves")
-            real_b.add(batch_b)
-            if "bmmd2" in metrics:
-                mmd_real.append(mmd.batch_mmd2(unit_a, mmd.to_unit_range(batch_b)))
+            if cached is None:
+                real_b.add(batch_b)
+                if "bmmd2" in metrics:
+                    mmd_real.append(mmd.batch_mmd2(unit_a, mmd.to_unit_range(batch_b)))
+    if key and cached is None:
+        real_cache.save(real_cache.entry_path(key, cache_dir), {**real_a.to_arrays("a"), **real_b.to_arrays("b"),
+                                                               "mmd_real": np.asarray(mmd_real, np.float64)})
     train = _training_volumes(train_data, batch_size, real_a) if "memorisation" in metrics else None
     rows = ([("", fake, mmd_fake, fake.msssim)] if fake_batches is not None else []) + (
         [("real_", real_b, mmd_real, real_a.msssim)] if reference else [])
@@ -214,13 +242,14 @@ def check_arguments(G, metrics, num, batch_size, reference, intervals):
 
 def compute_metrics(G, data, metrics=DEFAULT_METRICS, num=1000, batch_size=8, seed=0, reference=True,
                     extractors=None, truncation_psi=1.0, noise_mode="const", intervals=0, train_data=None,
-                    memorisation_png=None, labels=None, label_encoding=None, **extractor_kwargs):
+                    memorisation_png=None, labels=None, label_encoding=None, cache_reals=False, **extractor_kwargs):
     """{metric key: value} for generator G against `data` (records folder, array or iterable of batches).
 
     G=None computes only the real-vs-real reference values. `intervals`: number of random halves for the
     95 % ranges (0: none). A conditional G gets labels drawn from the real labels: a records folder's, or
     `labels` [N, L] of the volumes in `data` (in `label_encoding`, default G's). `extractor_kwargs`:
     inception_weights, deepbet_weights, medicalnet_weights, cache_dir, download (see FeatureExtractors).
+    cache_reals: compute what depends on a records folder's real volumes alone once, and keep it in cache_dir.
     Per-condition metrics and the covariate effect: tf3dstylegan.metrics.per_condition.compute_metrics."""
     metrics = check_arguments(G, metrics, num, batch_size, reference, intervals)
     pool = None
@@ -230,4 +259,4 @@ def compute_metrics(G, data, metrics=DEFAULT_METRICS, num=1000, batch_size=8, se
     extractors = extractors or FeatureExtractors(metrics, **extractor_kwargs)
     fakes = generated_batches(G, num, batch_size, seed, truncation_psi, noise_mode, pool) if G is not None else None
     return evaluate_streams(fakes, data, metrics, num, batch_size, reference, extractors, intervals, seed,
-                            train_data, memorisation_png)
+                            train_data, memorisation_png, cache_reals, extractor_kwargs.get("cache_dir"))
