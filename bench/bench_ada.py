@@ -2,6 +2,7 @@
 
     python bench/bench_ada.py --what step --batch 2 --p 0,0.5,1          # (a) step time, plain vs augmented
     python bench/bench_ada.py --what train --kimg 30 --snap_kimg 2       # (b) demo data at 20x24x28
+    python bench/bench_ada.py --what train --modes fixed --aug_p 0.5 --pipeline bgcfno
 (a) times TrainStep at 2mm-fd16 (80x96x112) without a pipe and with a fixed-p pipe per --p, interleaved in
 one process so that load on the machine hits all alike (medians of wall and of this process's CPU seconds);
 steps without lazy regularisation (the regularisers run every 16 steps). (b) trains the demo preset (the 2mm-fd16 networks at 20x24x28, G_ema half-life 1 kimg) on the
@@ -26,6 +27,7 @@ flags.DEFINE_list("modes", ["none", "ada"], "(b) augmentation modes to train wit
 flags.DEFINE_float("kimg", 30.0, "(b) thousands of real volumes shown per run.")
 flags.DEFINE_float("snap_kimg", 2.0, "(b) kimg between metric snapshots.")
 flags.DEFINE_float("target", 0.6, "(b) ADA target for r_t.")
+flags.DEFINE_float("aug_p", None, "(b) p of mode 'fixed' (required with it); the start of mode 'ada'.")
 flags.DEFINE_float("ada_kimg", 500.0, "(b) kimg for p to move by 1.")
 flags.DEFINE_list("metrics", ["fid_slices", "msssim"], "(b) metrics per snapshot.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -34,23 +36,11 @@ FLAGS = flags.FLAGS
 
 
 def build_step(cfg, batch, seed, augment=None):
-    """G, D, G_ema, optimizers and a TrainStep as the training loop builds them (one device)."""
-    import keras
+    """The TrainStep of a training state built as `train()` builds it (one device), with this pipe."""
     import tensorflow as tf
-    from tf3dstylegan.networks import build_discriminator, build_generator
-    from tf3dstylegan.training.step import TrainStep, make_optimizer
-    strategy = tf.distribute.get_strategy()
-    rng = tf.random.Generator.from_seed(seed)
-    keras.utils.set_random_seed(seed)
-    G, D, G_ema = build_generator(cfg), build_discriminator(cfg), build_generator(cfg)
-    for ema, var in zip(G_ema.variables, G.variables):
-        ema.assign(var)
-    g_opt = make_optimizer(cfg.g_lr, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.g_reg_interval, "float32")
-    d_opt = make_optimizer(cfg.d_lr, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.d_reg_interval, "float32")
-    g_opt.build(G.trainable_variables)
-    d_opt.build(D.trainable_variables)
-    pl_mean = tf.Variable(0.0, trainable=False, name="pl_mean")
-    return TrainStep(cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, batch, augment=augment)
+    from tf3dstylegan.training.state import build_state
+    return build_state(cfg, tf.distribute.get_strategy(), batch, seed,
+                       augment=None if augment is None else lambda: augment).train_step
 
 
 def step_time():
@@ -87,7 +77,7 @@ def step_time():
 
 def snapshot(train_step, reals, extractors, real_msssim, mode, nimg, started):
     from tf3dstylegan.metrics import compute_metrics
-    record = {"what": "train", "mode": mode, "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
+    record = {"what": "train", "mode": mode, "pipeline": FLAGS.pipeline, "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
               "p": float(train_step.augment.p.numpy()) if train_step.augment is not None else 0.0,
               "real_msssim": real_msssim}
     values = compute_metrics(train_step.G_ema, reals, metrics=FLAGS.metrics, num=len(reals), batch_size=8,
@@ -114,7 +104,7 @@ def train_comparison():
     extractors = FeatureExtractors(FLAGS.metrics)
     total, every = int(FLAGS.kimg * 1000), int(FLAGS.snap_kimg * 1000)
     for mode in FLAGS.modes:
-        pipe = build_augment(mode, FLAGS.pipeline, target=FLAGS.target, kimg=FLAGS.ada_kimg)
+        pipe = build_augment(mode, FLAGS.pipeline, p=FLAGS.aug_p, target=FLAGS.target, kimg=FLAGS.ada_kimg)
         train_step = build_step(cfg, FLAGS.batch, FLAGS.seed, augment=pipe)
         data = iter(make_dataset(records, FLAGS.batch, seed=FLAGS.seed, shuffle=True, repeat=True))
         nimg, step, next_snap, started = 0, 0, every, time.time()
@@ -127,13 +117,14 @@ def train_comparison():
                 snapshot(train_step, reals, extractors, real_msssim, mode, nimg, started)
                 next_snap += every
         if FLAGS.outdir:
-            write_preview(train_step.G_ema, Path(FLAGS.outdir) / f"fakes-{mode}.png")
+            suffix = f"-{FLAGS.pipeline}-p{FLAGS.aug_p:g}" if mode == "fixed" else ""
+            write_preview(train_step.G_ema, Path(FLAGS.outdir) / f"fakes-{mode}{suffix}.png")
 
 
 def write_preview(G, path):
     import tensorflow as tf
     from tf3dstylegan.io import preview_grid, write_png
-    z = tf.constant(np.random.RandomState(FLAGS.seed).randn(8, G.z_dim), tf.float32)
+    z = tf.constant(np.random.RandomState(FLAGS.seed).randn(8, G.latent_size), tf.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_png(path, preview_grid(G(z, noise_mode="const").numpy(), 4))
 
