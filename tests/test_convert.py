@@ -12,6 +12,7 @@ from legacy_writer import make_states, write_pickle
 from tf3dstylegan.convert import convert
 
 
+@pytest.mark.slow
 def test_convert_writes_models_that_load_back(tmp_path, fixture_dir):
     report = convert(fixture_dir / "network.pkl", tmp_path / "out")
     assert report["parameters"]["G"]["trainable"] == 109418 and report["parameters"]["D"]["trainable"] == 117633
