@@ -3,6 +3,7 @@
     python bench/bench_ada.py --what step --batch 2 --p 0,0.5,1          # (a) step time, plain vs augmented
     python bench/bench_ada.py --what train --kimg 30 --snap_kimg 2       # (b) demo data at 20x24x28
     python bench/bench_ada.py --what train --modes fixed --aug_p 0.5 --pipeline bgcfno
+    python bench/bench_ada.py --what train --modes none --override d_loss=logistic_r1 --override d_gamma=0.5
 (a) times TrainStep at 2mm-fd16 (80x96x112) without a pipe and with a fixed-p pipe per --p, interleaved in
 one process so that load on the machine hits all alike (medians of wall and of this process's CPU seconds);
 steps without lazy regularisation (the regularisers run every 16 steps). (b) trains the demo preset (the 2mm-fd16 networks at 20x24x28, G_ema half-life 1 kimg) on the
@@ -30,6 +31,7 @@ flags.DEFINE_float("target", 0.6, "(b) ADA target for r_t.")
 flags.DEFINE_float("aug_p", None, "(b) p of mode 'fixed' (required with it); the start of mode 'ada'.")
 flags.DEFINE_float("ada_kimg", 500.0, "(b) kimg for p to move by 1.")
 flags.DEFINE_list("metrics", ["fid_slices", "msssim"], "(b) metrics per snapshot.")
+flags.DEFINE_multi_string("override", [], "(b) config field override key=value, e.g. d_loss=logistic_r1.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("outdir", None, "(b) write fakes-<mode>.png of the final G_ema here.")
 FLAGS = flags.FLAGS
@@ -77,7 +79,7 @@ def step_time():
 
 def snapshot(train_step, reals, extractors, real_msssim, mode, nimg, started):
     from tf3dstylegan.metrics import compute_metrics
-    record = {"what": "train", "mode": mode, "pipeline": FLAGS.pipeline, "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
+    record = {"what": "train", "mode": mode, "pipeline": FLAGS.pipeline, "override": FLAGS.override, "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
               "p": float(train_step.augment.p.numpy()) if train_step.augment is not None else 0.0,
               "real_msssim": real_msssim}
     values = compute_metrics(train_step.G_ema, reals, metrics=FLAGS.metrics, num=len(reals), batch_size=8,
@@ -95,7 +97,9 @@ def train_comparison():
     from tf3dstylegan.metrics import mmd, msssim
     from tf3dstylegan.metrics.runner import FeatureExtractors
     from tf3dstylegan.training.augment import build_augment
-    cfg = load_config("demo", batch_size=FLAGS.batch)  # 2mm-fd16 networks at 20x24x28, G_ema half-life 1 kimg
+    from tf3dstylegan.config import parse_override
+    overrides = dict(parse_override(text) for text in FLAGS.override)
+    cfg = load_config("demo", batch_size=FLAGS.batch, **overrides)  # 2mm-fd16 at 20x24x28, G_ema half-life 1 kimg
     records = demo_dataset(voxel_size=8.0)
     reals = np.concatenate(list(make_dataset(records, 8, shuffle=False, repeat=False).as_numpy_iterator()))
     if reals.shape[1:4] != tuple(cfg.img_shape):
