@@ -6,8 +6,9 @@
     python bench/bench_ada.py --what train --modes none --override d_loss=logistic_r1 --override d_gamma=0.5
 (a) times TrainStep at 2mm-fd16 (80x96x112) without a pipe and with a fixed-p pipe per --p, interleaved in
 one process so that load on the machine hits all alike (medians of wall and of this process's CPU seconds);
-steps without lazy regularisation (the regularisers run every 16 steps). (b) trains the demo preset (the 2mm-fd16 networks at 20x24x28, G_ema half-life 1 kimg) on the
-32-subject demo dataset at 8 mm, once per --modes, with the same seed and data order, using TrainStep in a
+steps without lazy regularisation (the regularisers run every 16 steps; bench/step_timing.py). (b) trains
+the demo preset (the 2mm-fd16 networks at 20x24x28, G_ema half-life 1 kimg) on the 32-subject demo dataset
+at 8 mm, once per --modes (with --override config fields), with the same seed and data order, using TrainStep in a
 loop of its own (built as the training loop builds its state), and prints per snapshot the slice FIDs and
 MS-SSIM of generated pairs (tf3dstylegan.metrics, 32 generated vs the 32 real volumes), the real pairs'
 MS-SSIM and p. One JSON line per measurement; --outdir also writes each run's final G_ema preview PNG.
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from absl import app, flags
+
+from step_timing import step_records, time_steps
 
 flags.DEFINE_enum("what", "step", ["step", "train"], "(a) step time or (b) training comparison.")
 flags.DEFINE_integer("batch", 2, "Global batch size.")
@@ -58,28 +61,16 @@ def step_time():
         variants[f"p={float(p):g}"] = base.__class__(
             cfg, base.strategy, base.G, base.D, base.G_ema, base.g_opt, base.d_opt, base.rng, base.pl_mean,
             FLAGS.batch, augment=AugmentPipe(FLAGS.pipeline, mode="fixed", p=float(p)))
-    wall, cpu = ({name: [] for name in variants} for _ in range(2))
-    for repeat in range(FLAGS.repeats + 1):
-        for name, train_step in variants.items():
-            step = 1 + repeat % 15  # no lazy regularisation at steps 1..15
-            start, start_cpu = time.perf_counter(), time.process_time()
-            float(train_step(reals, step)["loss/D"])  # waits for the step
-            if repeat:  # the first call traces and compiles
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
-    for name in variants:  # CPU seconds of this process: less sensitive than wall time to other jobs
-        print(json.dumps({"what": "step", "variant": name, "pipeline": FLAGS.pipeline, "batch": FLAGS.batch,
-                          "img_shape": list(cfg.img_shape), "seconds_per_step": float(np.median(wall[name])),
-                          "cpu_seconds_per_step": float(np.median(cpu[name])),
-                          "all_seconds": [round(v, 3) for v in wall[name]],
-                          "relative_to_plain": float(np.median(wall[name]) / np.median(wall["plain"])),
-                          "cpu_relative_to_plain": float(np.median(cpu[name]) / np.median(cpu["plain"]))}),
-              flush=True)
+    wall, cpu = time_steps({name: (train_step, reals) for name, train_step in variants.items()}, FLAGS.repeats)
+    for record in step_records(wall, cpu, pipeline=FLAGS.pipeline, batch=FLAGS.batch,
+                               img_shape=list(cfg.img_shape)):
+        print(json.dumps(record), flush=True)
 
 
 def snapshot(train_step, reals, extractors, real_msssim, mode, nimg, started):
     from tf3dstylegan.metrics import compute_metrics
-    record = {"what": "train", "mode": mode, "pipeline": FLAGS.pipeline, "override": FLAGS.override, "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
+    record = {"what": "train", "mode": mode, "pipeline": FLAGS.pipeline, "override": FLAGS.override,
+              "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
               "p": float(train_step.augment.p.numpy()) if train_step.augment is not None else 0.0,
               "real_msssim": real_msssim}
     values = compute_metrics(train_step.G_ema, reals, metrics=FLAGS.metrics, num=len(reals), batch_size=8,

@@ -1,4 +1,4 @@
-"""Conditioning: the cost of the conditional training step, and whether a conditional model learns the demo's age effect.
+"""Conditioning: the conditional training step's cost, and whether a conditional model learns the demo's age effect.
 
     python bench/bench_conditional.py --what step --cfg 2mm-fd16 --batch 2    # (a) step time, plain vs conditional
     python bench/bench_conditional.py --what effect --kimg 20                 # (b) train, then the age slope
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from absl import app, flags
+
+from step_timing import step_records, time_steps
 
 flags.DEFINE_enum("what", "step", ["step", "effect"], "(a) step time or (b) the trained model's age effect.")
 flags.DEFINE_string("cfg", "2mm-fd16", "(a) preset of the networks.")
@@ -47,23 +49,9 @@ def step_time():
     variants = {"plain": (build_state(plain, strategy, FLAGS.batch, FLAGS.seed).train_step, reals),
                 "conditional": (build_state(conditional, strategy, FLAGS.batch, FLAGS.seed,
                                             label_table=table).train_step, (reals, labels))}
-    wall, cpu = ({name: [] for name in variants} for _ in range(2))
-    for repeat in range(FLAGS.repeats + 1):
-        for name, (train_step, batch) in variants.items():
-            step = 1 + repeat % 15  # no lazy regularisation at steps 1..15
-            start, start_cpu = time.perf_counter(), time.process_time()
-            float(train_step(batch, step)["loss/D"])  # waits for the step
-            if repeat:  # the first call traces
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
-    for name in variants:
-        print(json.dumps({"what": "step", "variant": name, "cfg": FLAGS.cfg, "batch": FLAGS.batch,
-                          "img_shape": list(plain.img_shape), "seconds_per_step": float(np.median(wall[name])),
-                          "cpu_seconds_per_step": float(np.median(cpu[name])),
-                          "all_seconds": [round(v, 3) for v in wall[name]],
-                          "relative_to_plain": float(np.median(wall[name]) / np.median(wall["plain"])),
-                          "cpu_relative_to_plain": float(np.median(cpu[name]) / np.median(cpu["plain"]))}),
-              flush=True)
+    wall, cpu = time_steps(variants, FLAGS.repeats)
+    for record in step_records(wall, cpu, cfg=FLAGS.cfg, batch=FLAGS.batch, img_shape=list(plain.img_shape)):
+        print(json.dumps(record), flush=True)
 
 
 def age_effect():

@@ -165,15 +165,18 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
     reals = VolumeReader(real_batches(data, batch_size), what, num * (2 if reference else 1))
     fake, real_a, real_b = (VolumeSummary(metrics, extractors) for _ in range(3))
     key = real_cache.cache_key(data, metrics, num, batch_size, reference, extractors.digest) if cache_reals else None
-    cached = real_cache.load(real_cache.entry_path(key, cache_dir)) if key else None
+    entry = real_cache.entry_path(key, cache_dir) if key else None
+    cached = real_cache.load(entry) if entry else None
+    mmd_fake, mmd_real, seen_a = [], [], set()
     if cached is not None:
         real_a.restore(cached, "a")
         real_b.restore(cached, "b")
-    mmd_fake, mmd_real, seen_a = [], [] if cached is None else list(cached["mmd_real"]), set()
+        mmd_real = list(cached["mmd_real"])
+    summarise_reals = cached is None  # else only read (bMMD² of the fakes, the halves' disjointness)
     for start in range(0, num, batch_size):
         batch_a = reals.take(min(batch_size, num - start))
         unit_a = mmd.to_unit_range(batch_a)
-        if cached is None:
+        if summarise_reals:
             real_a.add(batch_a)
         seen_a.update(_digest(v) for v in batch_a)
         if fake_batches is not None:
@@ -188,13 +191,13 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
             batch_b = reals.take(len(batch_a))
             if any(_digest(v) in seen_a for v in batch_b):
                 raise ValueError(f"{what}: fewer than {2 * num} distinct volumes for two disjoint halves")
-            if cached is None:
+            if summarise_reals:
                 real_b.add(batch_b)
                 if "bmmd2" in metrics:
                     mmd_real.append(mmd.batch_mmd2(unit_a, mmd.to_unit_range(batch_b)))
-    if key and cached is None:
-        real_cache.save(real_cache.entry_path(key, cache_dir), {**real_a.to_arrays("a"), **real_b.to_arrays("b"),
-                                                               "mmd_real": np.asarray(mmd_real, np.float64)})
+    if entry and summarise_reals:
+        real_cache.save(entry, {**real_a.to_arrays("a"), **real_b.to_arrays("b"),
+                                "mmd_real": np.asarray(mmd_real, np.float64)})
     train = _training_volumes(train_data, batch_size, real_a) if "memorisation" in metrics else None
     rows = ([("", fake, mmd_fake, fake.msssim)] if fake_batches is not None else []) + (
         [("real_", real_b, mmd_real, real_a.msssim)] if reference else [])
