@@ -75,19 +75,18 @@ def step_time():
 
 
 def snapshot(train_step, reals, extractors, real_msssim, mode, nimg, started, interval_stats):
-    from tf3dstylegan.metrics import compute_metrics, msssim, mmd
+    from tf3dstylegan.metrics import compute_metrics
     record = {"what": "train", "mode": mode, "pipeline": FLAGS.pipeline, "override": FLAGS.override,
               "seed": FLAGS.seed, "aug_p": FLAGS.aug_p, "target": FLAGS.target, "ada_kimg": FLAGS.ada_kimg,
               "kimg": nimg / 1000, "seconds": round(time.time() - started, 1),
               "p": float(train_step.augment.p.numpy()) if train_step.augment is not None else 0.0,
               "real_msssim": real_msssim}
     record.update({key: float(np.mean(values)) for key, values in interval_stats.items()})
-    values = compute_metrics(train_step.G_ema, reals, metrics=FLAGS.metrics, num=len(reals), batch_size=8,
-                             seed=FLAGS.seed, reference=False, extractors=extractors)
+    common = dict(num=len(reals), batch_size=8, seed=FLAGS.seed, reference=False, extractors=extractors)
+    values = compute_metrics(train_step.G_ema, reals, metrics=FLAGS.metrics, **common)
     record.update({k: v for k, v in values.items() if k != "num"})
-    z = np.random.RandomState(FLAGS.seed).randn(len(reals), train_step.G.latent_size).astype(np.float32)
-    fakes = train_step.G(z, noise_mode="const").numpy()  # the trained G itself, without the average
-    record["msssim_G"] = float(np.mean(msssim.pairwise_ms_ssim(mmd.to_unit_range(fakes))))
+    # The trained G itself, without the average, on the same latents.
+    record["msssim_G"] = compute_metrics(train_step.G, reals, metrics=["msssim"], **common)["msssim"]
     print(json.dumps(record), flush=True)
     return record
 
