@@ -160,8 +160,11 @@ def summary():
     """(c): per setting and snapshot, the mean and sample standard deviation over seeds of (b)'s measures."""
     groups = {}
     for path in FLAGS.records:
-        for line in Path(path).read_text().splitlines():
-            record = json.loads(line) if line.strip() else {}
+        try:
+            records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--records {path}: not a file of JSON lines ({error})")
+        for record in records:
             if record.get("what") == "train":
                 groups.setdefault((setting_name(record), round(record["kimg"], 3)), []).append(record)
     for (setting, kimg), runs in sorted(groups.items()):
