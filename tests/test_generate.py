@@ -153,9 +153,12 @@ def test_writers(G, tmp_path):
     streamed = tmp_path / "streamed"                                       # batch by batch, as the command does
     assert gen.write_generated_batches(streamed, gen.generated_batches(G, seeds, batch_size=2),
                                        G.config.voxel_size, columns=2) == 3
-    np.testing.assert_array_equal(read_png(streamed / "montage.png"), read_png(tmp_path / "montage.png"))
-    np.testing.assert_array_equal(nib.load(str(streamed / "seed0002.nii.gz")).get_fdata(),
-                                  nib.load(str(tmp_path / "seed0002.nii.gz")).get_fdata())
+    # Batches of 2 and 3 may take other CPU kernels (other float32 rounding): equal within the float32 tolerance
+    # (one grey level where a voxel sits on a rounding boundary of the 8-bit montage).
+    montages = [read_png(folder / "montage.png").astype(int) for folder in (streamed, tmp_path)]
+    assert montages[0].shape == montages[1].shape and np.abs(montages[0] - montages[1]).max() <= 1
+    np.testing.assert_allclose(nib.load(str(streamed / "seed0002.nii.gz")).get_fdata(),
+                               nib.load(str(tmp_path / "seed0002.nii.gz")).get_fdata(), atol=TOL)
     assert not list(tmp_path.glob("*tmp*"))
 
     rows, cols, mixed = gen.style_mix(G, [1, 2], [3], [3])

@@ -2,6 +2,7 @@
 runs the README's Python example and the console scripts; the test suite reads nothing outside the repository."""
 import ast
 import shutil
+import site
 import subprocess
 import sys
 import venv
@@ -14,8 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "tf3dstylegan"
 
 API_EXAMPLE = """
-import tf3dstylegan, tensorflow as tf
-assert "site-packages" in tf3dstylegan.__file__, tf3dstylegan.__file__
+import sys, tf3dstylegan, tensorflow as tf
+assert tf3dstylegan.__file__.startswith(sys.prefix), (tf3dstylegan.__file__, sys.prefix)  # the wheel's copy
 assert set(tf3dstylegan.available_presets()) >= {"demo", "2mm-fd16", "2mm-fd96", "1mm-fd16"}
 G, D = tf3dstylegan.build_networks("demo")
 volumes = G(tf.random.normal([2, G.latent_size]), truncation_psi=0.7, noise_mode="const")
@@ -37,8 +38,14 @@ def test_wheel_carries_the_presets_and_works_outside_the_tree(tmp_path):
     assert presets and {f"tf3dstylegan/configs/{name}" for name in presets} <= names
     assert not any(name.startswith("tests/") for name in names)
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)  # dependencies from this interpreter
+    venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
+    # The dependencies from the environment running the suite (a venv's base interpreter may lack them): its
+    # site-packages as plain path entries, so that its own .pth files (this checkout's editable install) stay out.
+    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (Path(target) / "suite-dependencies.pth").write_text("\n".join(outer) + "\n")
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
                               str(wheel)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-2000:]

@@ -1,7 +1,11 @@
-"""tf3dstylegan: 3D-StyleGAN (Hong, Marinescu et al. 2021) in TensorFlow 2 / Keras 3."""
-from tf3dstylegan.config import Config, available_presets, load_config
+"""tf3dstylegan: 3D-StyleGAN (Hong, Marinescu et al. 2021) in Keras 3."""
+__version__ = "0.3.0"  # the one version number (pyproject.toml reads it)
 
-__version__ = "0.1.0"
+from tf3dstylegan import runtime  # noqa: E402
+
+runtime.quiet_startup()  # Keras and its backend, without TensorFlow's C++ start-up notices
+
+from tf3dstylegan.config import Config, available_presets, load_config  # noqa: E402
 
 
 def build_networks(config="2mm-fd16", **overrides):

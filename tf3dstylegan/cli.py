@@ -4,8 +4,9 @@ and one line on stderr with a non-zero exit for a bad flag, a bad input or a fai
 A command is a module with a docstring (its help text), `define_flags(fv)` (absl definitions on the
 `flags.FlagValues` it is given) and `main(fv, args)` (the parsed flags and the positional arguments).
 `python -m tf3dstylegan NAME`, the console scripts `tf3dstylegan-NAME` and the root scripts all run
-commands through `run`. TensorFlow's start-up notices and warnings are shown only with `--verbose`,
-which also prints full tracebacks.
+commands through `run`, which records which of them started the process (`tf3dstylegan.usage`), so that help
+texts (`{prog}` in a command's docstring) and hints name commands that work. TensorFlow's start-up notices and
+warnings are shown only with `--verbose` (or TF3DSTYLEGAN_VERBOSE=1), which also prints full tracebacks.
 """
 import importlib
 import os
@@ -13,6 +14,8 @@ import re
 import sys
 
 from absl import flags
+
+from tf3dstylegan import runtime, usage
 
 COMMANDS = {
     "train": ("tf3dstylegan.commands.train", "train G and D on a records folder or the demo data"),
@@ -47,28 +50,23 @@ def normalize_flag_names(argv):
     return out
 
 
-def quiet_tensorflow():
-    """Load TensorFlow without its start-up notices (oneDNN, CUDA drivers, CPU features: C++ logging that
-    ignores TF_CPP_MIN_LOG_LEVEL, so stderr is closed at the file-descriptor level while TF loads and
-    initialises its devices) and keep its Python warnings out of the output."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-        tf.constant(0)  # initialises the devices (the CUDA driver probe logs here)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def quiet_backend():
+    """The Keras backend loaded without its start-up notices, and TensorFlow's Python warnings kept out of the
+    output."""
+    runtime.quiet_startup()
     from absl import logging
     logging.set_verbosity(logging.ERROR)
-    tf.get_logger().setLevel("ERROR")
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].get_logger().setLevel("ERROR")
+
+
+def command_name(module_name):
+    """The COMMANDS name of a command module ('tf3dstylegan.commands.train' -> 'train')."""
+    return next((name for name, (module, _) in COMMANDS.items() if module == module_name), module_name)
 
 
 def help_text(prog, module, fv):
-    doc = (module.__doc__ or "").strip()
+    doc = usage.render((module.__doc__ or "").strip(), command_name(module.__name__))
     lines = [f"usage: {prog} [flags]", "", doc, "", "flags:"]
     for name in sorted({flag.name for flag in fv._flags().values()}):  # every flag once, by its name
         flag = fv[name]
@@ -92,9 +90,10 @@ def run(module_name, argv=None, prog=None):
     """Parse argv for the command module and run it; returns its exit code (0 unless it says otherwise)."""
     argv = list(sys.argv if argv is None else argv)
     prog = prog or os.path.basename(argv[0])
+    usage.set_style(usage.style_of(prog))
     verbose = "--verbose" in argv[1:]
     if not verbose:
-        quiet_tensorflow()
+        quiet_backend()
     module = importlib.import_module(module_name)
     fv = flags.FlagValues()
     module.define_flags(fv)
@@ -120,16 +119,17 @@ def run(module_name, argv=None, prog=None):
 
 
 def main(argv=None):
-    """`python -m tf3dstylegan COMMAND [flags]`."""
+    """`tf3dstylegan COMMAND [flags]` (the console script) or `python -m tf3dstylegan COMMAND [flags]`."""
     argv = list(sys.argv if argv is None else argv)
+    prog = os.path.basename(argv[0])
+    prog = "python -m tf3dstylegan" if prog in ("__main__.py", "-m") else prog
     if len(argv) < 2 or argv[1] not in COMMANDS:
         width = max(len(name) for name in COMMANDS) + 2
         lines = [f"  {name:<{width}}{text}" for name, (_, text) in COMMANDS.items()]
-        print("usage: python -m tf3dstylegan COMMAND [flags]   (COMMAND --help for its flags)\n\ncommands:\n"
+        print(f"usage: {prog} COMMAND [flags]   (COMMAND --help for its flags)\n\ncommands:\n"
               + "\n".join(lines), file=sys.stdout if len(argv) >= 2 and argv[1] in ("-h", "--help") else sys.stderr)
         return 0 if len(argv) >= 2 and argv[1] in ("-h", "--help") else EXIT_BAD_INPUT
-    name, prog = argv[1], os.path.basename(argv[0])
-    prog = "tf3dstylegan" if prog in ("__main__.py", "-m") else prog  # `python -m tf3dstylegan`
+    name = argv[1]
     return run(COMMANDS[name][0], [f"{prog} {name}"] + argv[2:])
 
 

@@ -1,4 +1,4 @@
-"""Convert an original TF1 3D-StyleGAN snapshot to Keras: `python -m tf3dstylegan convert SNAPSHOT.pkl OUTDIR`.
+"""Convert an original TF1 3D-StyleGAN snapshot to Keras: `{prog} SNAPSHOT.pkl OUTDIR`.
 
 Writes G.keras, D.keras, G_ema.keras and conversion_report.json. The pickle is read by a restricted unpickler:
 nothing from the file is executed.

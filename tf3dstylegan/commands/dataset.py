@@ -1,11 +1,11 @@
 """Make, split, inspect and verify 3D-StyleGAN datasets (TFRecords in the original's format).
 
-  dataset_tool.py create-from-images3d OUTDIR INDIR [--base_size 5,6,7] [--voxel_size 2 --shape 80,96,112]
+  {prog} create-from-images3d OUTDIR INDIR [--base_size 5,6,7] [--voxel_size 2 --shape 80,96,112]
         [--normalize none|minmax|percentile] [--shards N] [--workers N] [--skip_bad] [--noshuffle] [--lods]
         [--labels participants.tsv [--label_columns age,sex] [--categorical sex]] [--max_voxels N]
-  dataset_tool.py split FOLDER [--valid_fraction 0.1] [--seed 0] [--copy]
-  dataset_tool.py info RECORDS_DIR [--verify [--verify_sample 64]]
-  dataset_tool.py demo [--voxel_size 2] [--num_subjects 32] [--seed 0] [--cache_dir DIR] [--labels]
+  {prog} split FOLDER [--valid_fraction 0.1] [--seed 0] [--copy]
+  {prog} info RECORDS_DIR [--verify [--verify_sample 64]]
+  {prog} demo [--voxel_size 2] [--num_subjects 32] [--seed 0] [--cache_dir DIR] [--labels]
 
 --labels takes a CSV/TSV covariate table (BIDS participants.tsv style: an id column, `participant_id` or
 the first, then one column per covariate). A file matches the row whose id is its name without suffix,
@@ -13,9 +13,8 @@ or a `_`-separated part of it (sub-01 matches sub-01_T1w.nii.gz). Numeric column
 others (and --categorical ones, optionally NAME=A|B|C) one-hot; the encoding goes to labels.json and
 the labels, in record order, to <name>-rxx.labels (the original's file). `demo --labels` builds the
 conditional demo data (age and sex with known effects on anatomy). The original's spellings
-`--base_size 5 6 7` and `--shuffle 0|1` work too (through dataset_tool.py).
+`--base_size 5 6 7` and `--shuffle 0|1` work too.
 """
-import sys
 
 from absl import flags
 
@@ -96,17 +95,18 @@ def int_list(name, values):
 
 
 class Progress:
-    """A keras Progbar over the input files (one line at the end when stdout is not a terminal)."""
+    """A progress bar over the input files (one plain line at the end when stdout is not a terminal)."""
 
     def __init__(self):
         self.bar, self.mid_line = None, False
 
     def __call__(self, done, total):
         if self.bar is None:
-            import keras  # pylint: disable=import-outside-toplevel
-            self.bar = keras.utils.Progbar(total, verbose=1 if sys.stdout.isatty() else 2, unit_name="file")
+            from tf3dstylegan.io import progress_bar
+            self.bar = progress_bar(total, unit_name="file")
         self.bar.update(done)
-        self.mid_line = done < total and sys.stdout.isatty()
+        from tf3dstylegan.io import on_terminal
+        self.mid_line = done < total and on_terminal()
 
     def end_line(self):
         """A newline if the bar is mid-line (before an error message)."""

@@ -1,9 +1,9 @@
 """Generate volumes, style-mixing grids and interpolations with a trained generator.
 
-  generate.py --network PATH --seeds 0-9 [--trunc 0.7] [--trunc_cutoff N] [--noise_mode const] --outdir out/
-  generate.py --network PATH --row_seeds 1,2 --col_seeds 3-5 --col_styles 5-9 --outdir out/
-  generate.py --network PATH --interp 0,1 [--frames 10] [--space w|z] --outdir out/
-  generate.py --network PATH --seeds 0-3 --sweep age=50:90:9 [--cond sex=F] --outdir out/
+  {prog} --network PATH --seeds 0-9 [--trunc 0.7] [--trunc_cutoff N] [--noise_mode const] --outdir out/
+  {prog} --network PATH --row_seeds 1,2 --col_seeds 3-5 --col_styles 5-9 --outdir out/
+  {prog} --network PATH --interp 0,1 [--frames 10] [--space w|z] --outdir out/
+  {prog} --network PATH --seeds 0-3 --sweep age=50:90:9 [--cond sex=F] --outdir out/
 
 --network takes an original .pkl, a .keras file or a training run folder (its G_ema). A conditional network
 needs its condition: --cond age=72,sex=F (covariates by name, encoded as in training) or --cond_vector 0.1,0,1

@@ -1,6 +1,6 @@
 """Evaluate a generator: FID, KID, precision/recall, bMMD², MS-SSIM and memorisation, with 95 % ranges.
 
-  python -m tf3dstylegan metrics --network PATH [--data RECORDS] [--protocol paper|medicalnet]
+  {prog} --network PATH [--data RECORDS] [--protocol paper|medicalnet]
       [--metrics fid_slices,bmmd2,msssim,fid3d] [--num 1000] [--out metrics.json]
 
 --protocol paper: the paper's Table 2 (FID of the three middle slices, bMMD², MS-SSIM) of generated volumes

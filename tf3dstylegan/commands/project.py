@@ -1,6 +1,6 @@
 """Project a scan into a generator's latent space: find W (or W+) and the noise maps that reproduce it.
 
-  project.py --network PATH --target scan.nii.gz --outdir proj/ [--steps 1000] [--w_plus] [--cond age=72,sex=F]
+  {prog} --network PATH --target scan.nii.gz --outdir proj/ [--steps 1000] [--w_plus] [--cond age=72,sex=F]
 
 A conditional network projects under the scan's known condition (--cond by covariate name or --cond_vector,
 as generate). Writes projected_w.npz (w, noise maps, labels), target.nii.gz, reconstruction.nii.gz,
@@ -44,16 +44,15 @@ def main(fv, args):
     if outdir.exists() and not outdir.is_dir():
         raise flag_error("outdir", f"{outdir} exists and is not a folder")
     import numpy as np
-    import keras
     import tf3dstylegan
     from tf3dstylegan import projector
     from tf3dstylegan.data.nifti import save_volume
-    from tf3dstylegan.io import atomic_path, preview_grid, to_unit_range, write_json_atomic, write_png
+    from tf3dstylegan.io import atomic_path, preview_grid, progress_bar, to_unit_range, write_json_atomic, write_png
     G = tf3dstylegan.load_network(fv.network).G_ema
     labels = condition_labels(G, fv)
     resample = {"auto": None, "always": True, "never": False}[fv.resample]
     target = projector.load_target(fv.target, G, normalize=fv.normalize, resample=resample)
-    progress = keras.utils.Progbar(fv.steps, stateful_metrics=["loss"])
+    progress = progress_bar(fv.steps, stateful_metrics=["loss"])
     result = projector.project(G, target, num_steps=fv.steps, w_plus=fv.w_plus, seed=fv.seed, labels=labels,
                                on_step=lambda step, total, loss: progress.update(step, [("loss", loss)]))
     if not (np.all(np.isfinite(result.reconstruction)) and np.all(np.isfinite(result.w))):

@@ -1,4 +1,5 @@
-"""Train 3D-StyleGAN: `train.py --cfg demo` (built-in demo data), or `--cfg 2mm-fd96 --data RECORDS_FOLDER`.
+"""Train 3D-StyleGAN: `{prog}` (the demo preset on the built-in demo data), or
+`{prog} --cfg 2mm-fd96 --data RECORDS_FOLDER`.
 
 Rerunning the same command continues the latest run of that config from its last checkpoint. Ctrl-C (or
 SIGTERM) finishes the current step, writes a checkpoint and stops.
@@ -7,6 +8,7 @@ import math
 
 from absl import flags
 
+from tf3dstylegan import usage
 from tf3dstylegan.cli import CommandError, flag_error
 
 CPU_BATCH = 4  # 2mm-fd16 at batch 4 needs ~7.5 GB on the CPU; batch 16 does not fit a 24 GB machine
@@ -16,7 +18,7 @@ CPU_BATCH_VOXELS = 200_000  # volumes at least this large train at CPU_BATCH wit
 def define_flags(fv):
     flags.DEFINE_string("cfg", "demo", "Config: a preset name (tf3dstylegan/configs/*.json) or a JSON file.",
                         flag_values=fv)
-    flags.DEFINE_string("data", None, "TFRecords folder (dataset_tool.py); default: the built-in demo dataset.",
+    flags.DEFINE_string("data", None, "TFRecords folder (the dataset command); default: the built-in demo dataset.",
                         flag_values=fv)
     flags.DEFINE_string("outdir", "runs", "Folder of the run folders (<id>-<cfg>).", flag_values=fv)
     flags.DEFINE_float("kimg", None, "Train until D has seen this many thousand real volumes (default: the "
@@ -88,8 +90,9 @@ def main(fv, args):
                     log=lambda line: print(line, flush=True), **options)
     print(f"previews: {run_dir}/fakes*.png  (G_ema on 8 fixed latents; the newest is the last in name order)")
     if cfg.name == "demo":
-        print("next: the paper's presets, e.g. `python train.py --cfg 2mm-fd16 --kimg 1` (2 mm, 80x96x112) or "
-              "`--cfg 2mm-fd96 --data RECORDS --gpus 4`")
+        train_command = usage.command("train")
+        print(f"next: the paper's presets, e.g. `{train_command} --cfg 2mm-fd16 --kimg 1` (2 mm, 80x96x112) or "
+              f"`{train_command} --cfg 2mm-fd96 --data RECORDS --gpus 4`")
 
 
 def _metrics_function(names, num):

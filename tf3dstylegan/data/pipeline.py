@@ -4,6 +4,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from tf3dstylegan import usage
 from tf3dstylegan.data.labels import read_labels
 from tf3dstylegan.data.records import RECORD_FEATURES, dataset_info
 from tf3dstylegan.data.volumes import DataError
@@ -38,11 +39,11 @@ def bad_record_message(error, path):
     found = re.search(r"\[bad record in\] \[(.*?)\] \[shape\] \[(.*?)\] \[values\] \[(\d+)\]", text)
     if found:
         return (f"{found.group(1)}: a record of shape [{found.group(2)}] with {found.group(3)} values does not fit "
-                f"the dataset; find it with: dataset_tool.py info {path} --verify")
+                f"the dataset; find it with: {usage.command('dataset')} info {path} --verify")
     if isinstance(error, tf.errors.DataLossError):
         reason = re.search(r"corrupted record at \d+", text)
         return (f"{path}: a record file is corrupt ({reason.group(0) if reason else 'bad CRC'}); find it with: "
-                f"dataset_tool.py info {path} --verify")
+                f"{usage.command('dataset')} info {path} --verify")
     return None
 
 
@@ -82,7 +83,8 @@ def make_dataset(path, batch_size, *, seed=0, shuffle=True, repeat=True, mirror_
     if with_labels:
         _, labels = read_labels(path)
         if labels is None:
-            raise DataError(path, "has no labels (*.labels); create it with dataset_tool.py --labels TABLE")
+            raise DataError(path, f"has no labels (*.labels); create it with {usage.command('dataset')} "
+                            "create-from-images3d --labels TABLE")
         labels = tf.constant(labels, tf.float32)  # [N, L]
     shape = (info.num_channels, *info.img_shape)  # [C, X, Y, Z] as stored
     bytes_per_volume = int(np.prod(shape)) * 4

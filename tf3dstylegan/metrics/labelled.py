@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from tf3dstylegan import conditions
+from tf3dstylegan import conditions, usage
 
 
 def label_size(G) -> int:
@@ -34,7 +34,8 @@ class LabelledData:
             what = os.fspath(data)
             encoding, labels = read_labels(what)
             if labels is None:
-                raise ValueError(f"{what}: has no labels (*.labels); create it with dataset_tool.py --labels TABLE")
+                raise ValueError(f"{what}: has no labels (*.labels); create it with "
+                                 f"{usage.command('dataset')} create-from-images3d --labels TABLE")
             return cls(what, labels, encoding, what)
         if labels is None:
             raise ValueError("labels [N, label_size] of the real volumes are needed (or a records folder with labels)")

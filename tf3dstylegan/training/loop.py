@@ -9,18 +9,17 @@ the tick without checkpointing it; SIGINT and SIGTERM finish the current step, w
 import contextlib
 import json
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
+from tf3dstylegan import usage
 from tf3dstylegan.config import Config, load_config
 from tf3dstylegan.data.pipeline import bad_record_message
-from tf3dstylegan.io import preview_grid, write_json_atomic, write_png
+from tf3dstylegan.io import on_terminal, preview_grid, progress_bar, write_json_atomic, write_png
 from tf3dstylegan.training import distribute, stats
 from tf3dstylegan.training.augment import build_augment
 from tf3dstylegan.training.options import TrainingOptions
@@ -132,7 +131,7 @@ def _conditioning(cfg, data, opts):
     if labels is None:
         if opts.labels or cfg.label_size:
             raise ValueError(f"--labels: {data} has no labels (labels.json or *-rxx.labels); make them with "
-                             f"dataset_tool.py create-from-images3d --labels TABLE")
+                             f"{usage.command('dataset')} create-from-images3d --labels TABLE")
         return cfg, None
     if cfg.label_size and cfg.label_size != labels.shape[1]:
         raise ValueError(f"{data}: labels have {labels.shape[1]} values, config {cfg.name!r} label_size "
@@ -175,7 +174,8 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
     step, nimg = int(state.step.numpy()), int(state.nimg.numpy())
     tick, tick_start_nimg, tick_start_time = 0, nimg, time.time()
     seconds_at_start, start_time = float(state.seconds.numpy()), time.time()
-    progress = _progress_bar(tick_nimg) if chief and opts.progress else None
+    rate_from = None  # (time, nimg) at the end of the first tick, whose step also compiles: the ETA's origin
+    progress = _progress_bar(tick_nimg) if chief and opts.progress and on_terminal() else None
     done = nimg >= total_nimg
     while not done:
         means.update(state.train_step(next(iterator), step))
@@ -191,7 +191,7 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
             raise NonFiniteLossError(
                 f"non-finite {', '.join(bad)} in the tick ending at step {step}; stopping (no checkpoint of this "
                 f"tick is written: rerunning resumes from the last good one). Check the data for NaN/Inf "
-                f"(dataset_tool.py info --verify), lower the learning rate or use --precision float32")
+                f"({usage.command('dataset')} info --verify), lower the learning rate or use --precision float32")
         state.step.assign(step)
         state.nimg.assign(nimg)
         now = time.time()
@@ -199,7 +199,7 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
         sec_per_kimg = (now - tick_start_time) / max(nimg - tick_start_nimg, 1) * 1000
         record = dict(tick=tick, step=step, nimg=nimg, kimg=nimg / 1000, time=float(state.seconds.numpy()),
                       sec_per_tick=now - tick_start_time, sec_per_kimg=sec_per_kimg,
-                      volumes_per_sec=1000 / sec_per_kimg, eta=(total_nimg - nimg) / 1000 * sec_per_kimg,
+                      volumes_per_sec=1000 / sec_per_kimg, eta=_eta(rate_from, now, nimg, total_nimg),
                       memory_mb=stats.memory_mb(), **values)
         writer.save(step, should_checkpoint=chief)
         if chief and (tick % opts.snap == 0 or done or stop.requested):
@@ -211,15 +211,23 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
             raise TrainingInterrupted(f"{stop.requested}: stopped at step {step} after writing its checkpoint; "
                                       f"rerun the same command to resume")
         tick, tick_start_nimg, tick_start_time = tick + 1, nimg, time.time()
+        rate_from = rate_from or (tick_start_time, nimg)
         if progress is not None and not done:
             progress = _progress_bar(tick_nimg)
     if chief:
         log(f"done: {nimg / 1000:.3f} kimg in {run_dir}")
 
 
+def _eta(rate_from, now, nimg, total_nimg):
+    """Seconds left at the pace measured since the end of the first tick (None before there is one)."""
+    if rate_from is None or nimg <= rate_from[1]:
+        return None
+    return (total_nimg - nimg) * (now - rate_from[0]) / (nimg - rate_from[1])
+
+
 def _progress_bar(tick_nimg):
-    """Volumes done in the current tick; redrawn live on a terminal, a line every 30 s in a log file."""
-    return keras.utils.Progbar(tick_nimg, unit_name="volume", interval=0.5 if sys.stdout.isatty() else 30.0)
+    """Volumes done in the current tick, redrawn live (terminals only: a log file gets the tick lines alone)."""
+    return progress_bar(tick_nimg, unit_name="volume")
 
 
 def snapshot_name(nimg):

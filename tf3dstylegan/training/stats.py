@@ -42,7 +42,7 @@ def memory_mb():
 
 def format_duration(seconds):
     """e.g. 3725 -> '1h 02m 05s'."""
-    if not math.isfinite(seconds):
+    if seconds is None or not math.isfinite(seconds):
         return "?"
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
