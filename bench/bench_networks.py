@@ -87,9 +87,9 @@ def measure(preset, what):
 
         def step(z):
             with tf.GradientTape() as tape:
-                g_loss = tf.reduce_mean(tf.nn.softplus(-D(G(z, training=True))))
+                g_loss = tf.reduce_mean(tf.nn.softplus(-D(G.synthesis(G.training_styles(z), noise_mode="random"))))
             g_opt.apply_gradients(zip(tape.gradient(g_loss, G.trainable_weights), G.trainable_weights))
-            fakes = G(z, training=True)  # outside the tape: D's step needs no G activations
+            fakes = G.synthesis(G.training_styles(z), noise_mode="random")  # outside the tape: D's step needs no G activations
             with tf.GradientTape() as tape:
                 d_loss = tf.reduce_mean(tf.nn.softplus(D(fakes))) + tf.reduce_mean(tf.nn.softplus(-D(reals)))
             d_opt.apply_gradients(zip(tape.gradient(d_loss, D.trainable_weights), D.trainable_weights))

@@ -219,7 +219,9 @@ def test_step_with_the_pipe_under_mixed_precision_and_gradient_checkpointing():
         # Loss scaling skips non-finite updates: this tiny G's bfloat16 gradients can overflow without a pipe too.
         train_step = make_step(cfg, pipe, 0.01, loss_scale=True, gradient_checkpointing=True)
         out = {k: float(v) for k, v in train_step(reals, 0).items()}  # both lazy regularisers run
-        fakes = train_step.G(tf.random.stateless_normal([4, cfg.latent_size], [0, 1]), training=True)
+        G = train_step.G
+        fakes = G.synthesis(G.training_styles(tf.random.stateless_normal([4, cfg.latent_size], [0, 1])),
+                            noise_mode="random")
         augmented = pipe(fakes, SEED)
     finally:
         keras.mixed_precision.set_global_policy(previous)

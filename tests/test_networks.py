@@ -71,7 +71,7 @@ def test_training_styles_update_w_avg_and_mix():
     np.testing.assert_allclose(G.w_avg.numpy(), 0.5 * ws_plain[:, 0].mean(0), rtol=1e-5)
     np.testing.assert_allclose(ws[:, 0], ws_plain[:, 0], rtol=1e-5)   # cutoff >= 1
     assert np.abs(ws[:, -1] - ws_plain[:, -1]).max() > 1e-3           # cutoff < num_ws
-    img = G(z, training=True)
+    img = G.synthesis(G.training_styles(z), noise_mode="random")
     assert img.shape == (4,) + G.img_shape + (1,)
 
 
@@ -161,7 +161,7 @@ def test_gradient_checkpointing_gives_the_same_first_order_gradients():
         np.testing.assert_allclose(checkpointed.numpy(), plain.numpy(), rtol=1e-5, atol=1e-7)
     assert Gc.get_config()["gradient_checkpointing"] and Dc.get_config()["gradient_checkpointing"]
     with tf.GradientTape() as tape:   # random noise is drawn outside the recomputed blocks
-        loss = tf.reduce_mean(Dc(Gc(z, training=True)))
+        loss = tf.reduce_mean(Dc(Gc.synthesis(Gc.training_styles(z), noise_mode="random")))
     assert all(g is not None for g in tape.gradient(loss, Gc.synthesis.trainable_weights))
 
 

@@ -6,7 +6,7 @@ scaled at run time by lrmul / sqrt(fan_in); biases are scaled by lrmul. Every la
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops as K
 
 from tf3dstylegan import ops
 
@@ -39,8 +39,8 @@ class EqualizedDense(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros") if self.use_bias else None
 
     def call(self, x):
-        x = tf.reshape(x, [tf.shape(x)[0], -1])                       # [B, fan_in]
-        y = tf.matmul(x, tf.cast(self.weight * self.weight_gain, x.dtype))  # [B, units]
+        x = K.reshape(x, (-1, self.weight.shape[0]))                     # [B, fan_in]
+        y = K.matmul(x, K.cast(self.weight * self.weight_gain, x.dtype))  # [B, units]
         return ops.bias_act(y, self.bias, self.activation, lrmul=self.lrmul)
 
     def get_config(self):
@@ -67,7 +67,7 @@ class EqualizedConv3D(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros") if self.use_bias else None
 
     def call(self, x):
-        w = tf.cast(self.weight * self.weight_gain, x.dtype)
+        w = K.cast(self.weight * self.weight_gain, x.dtype)
         if self.up:
             x = ops.upsample_conv3d(x, w)
         elif self.down:
@@ -103,10 +103,10 @@ class ModConv3D(keras.layers.Layer):
 
     def deferred(self, x, w):
         """(convolution before demodulation, demodulation coefficients [B, O] or None): see
-        ops.modulated_conv3d_deferred."""
+        ops.modulated_conv3d."""
         styles = ops.style_scales(w, self.mod_weight, self.mod_bias)  # [B, I]
-        return ops.modulated_conv3d_deferred(x, tf.cast(self.weight, tf.float32) * self.weight_gain, styles,
-                                             demodulate=self.demodulate, up=self.up, fused=self.fused)
+        return ops.modulated_conv3d(x, K.cast(self.weight, "float32") * self.weight_gain, styles,
+                                    demodulate=self.demodulate, up=self.up, fused=self.fused)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
@@ -139,8 +139,8 @@ class NoiseInjection(keras.layers.Layer):
         self.strength = self.add_weight(name="strength", shape=(), initializer="zeros") if self.use_noise else None
 
     def call(self, x, noise_mode="const", noise=None):
-        noise = self.noise_map(tf.shape(x)[0], noise_mode, noise)
-        return x if noise is None else x + tf.cast(noise, x.dtype) * tf.cast(self.strength, x.dtype)
+        noise = self.noise_map(K.shape(x)[0], noise_mode, noise)
+        return x if noise is None else x + K.cast(noise, x.dtype) * K.cast(self.strength, x.dtype)
 
     def noise_map(self, batch_size, noise_mode="const", noise=None):
         """The noise to add ([B or 1, X, Y, Z, 1], to be scaled by `strength`), or None for none."""
@@ -152,8 +152,9 @@ class NoiseInjection(keras.layers.Layer):
         return noise
 
     def random_noise(self, batch_size):
-        """Fresh N(0, 1) float32 noise of this layer's shape: [batch_size, X, Y, Z, 1]."""
-        return tf.random.normal(tf.concat([[batch_size], tf.shape(self.noise_buffer)[1:]], axis=0))
+        """Fresh N(0, 1) float32 noise of this layer's shape: [batch_size, X, Y, Z, 1], from Keras' global seed
+        generator (compiled JAX functions cannot draw from it: pass the noise maps to them instead)."""
+        return keras.random.normal((batch_size,) + tuple(self.noise_buffer.shape[1:]))
 
     def get_config(self):
         return {**super().get_config(), "use_noise": self.use_noise}
@@ -177,7 +178,7 @@ class SynthesisLayer(keras.layers.Layer):
 
     def call(self, x, w, noise_mode="const", noise=None):
         y, demod = self.conv.deferred(x, w)
-        noise = self.noise.noise_map(tf.shape(x)[0], noise_mode, noise)
+        noise = self.noise.noise_map(K.shape(x)[0], noise_mode, noise)
         # Demodulation, noise, bias and lrelu in one kernel that keeps only its output.
         return ops.bias_lrelu(y, self.bias, scale=demod, noise=noise,
                               strength=None if noise is None else self.noise.strength)
@@ -220,8 +221,8 @@ class ConstantInput(keras.layers.Layer):
                                      initializer=_normal(1.0))
 
     def call(self, ws):
-        const = tf.cast(self.const, self.compute_dtype)
-        return tf.tile(const, [tf.shape(ws)[0], 1, 1, 1, 1])
+        const = K.cast(self.const, self.compute_dtype)
+        return K.tile(const, (K.shape(ws)[0], 1, 1, 1, 1))
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "base_size": list(self.base_size)}

@@ -1,9 +1,9 @@
 """ResNet / orig / skip discriminator: volumes [B, X, Y, Z, C] -> scores [B, 1]."""
 import functools
 
-import numpy as np
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops as K
 
 from tf3dstylegan.config import load_model_config
 from tf3dstylegan.layers import Downsample3D, EqualizedConv3D, EqualizedDense, MinibatchStddev3D, serializable
@@ -62,12 +62,12 @@ class Discriminator(keras.Model):
 
     def call(self, volumes, labels=None, checkpoint=None):
         """checkpoint: override gradient_checkpointing for this call (False for R1/R2, which need
-        second-order gradients that tf.recompute_grad does not support)."""
+        second-order gradients that TensorFlow's recompute_grad does not support)."""
         expected = tuple(self.img_shape) + (self.num_channels,)
-        if volumes.shape.rank != 5 or tuple(volumes.shape[1:]) != expected:
+        if len(volumes.shape) != 5 or tuple(volumes.shape[1:]) != expected:
             raise ValueError(f"volumes must have shape [batch, {', '.join(map(str, expected))}], "
                              f"got {list(volumes.shape)}")
-        img = tf.cast(volumes, self.compute_dtype)
+        img = K.cast(volumes, self.compute_dtype)
         use_checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
         x = None
         for r in range(self.config.resolution_log2, 1, -1):
@@ -77,7 +77,7 @@ class Discriminator(keras.Model):
             if r == 2:
                 break
             block = functools.partial(self._block, str(r))
-            x = tf.recompute_grad(block)(x) if use_checkpoint else block(x)
+            x = keras.remat(block)(x) if use_checkpoint else block(x)
             if self.config.d_architecture == "skip":
                 img = self.downsample(img)
         if self.mbstd is not None:
@@ -87,8 +87,8 @@ class Discriminator(keras.Model):
         if self.config.label_size:
             if labels is None:
                 raise ValueError(f"this network is conditional: labels [batch, {self.config.label_size}] required")
-            scores = tf.reduce_sum(scores * tf.cast(labels, scores.dtype), axis=1, keepdims=True)
-        return tf.cast(scores, tf.float32)
+            scores = K.sum(scores * K.cast(labels, scores.dtype), axis=1, keepdims=True)
+        return K.cast(scores, "float32")
 
     def _block(self, key, x):
         """One level: Conv0, Conv1_down (and the resnet skip)."""

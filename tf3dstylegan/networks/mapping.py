@@ -1,6 +1,6 @@
 """Mapping network z -> w."""
 import keras
-import tensorflow as tf
+from keras import ops as K
 
 from tf3dstylegan import ops
 from tf3dstylegan.config import load_model_config
@@ -38,16 +38,16 @@ class MappingNetwork(keras.Model):
 
     def call(self, z, labels=None):
         check_width(z, self.latent_size, "z")
-        x = tf.cast(z, self.compute_dtype)
+        x = K.cast(z, self.compute_dtype)
         if self.config.label_size:
             if labels is None:
                 raise ValueError(f"this network is conditional: labels [batch, {self.config.label_size}] required")
-            x = tf.concat([x, tf.matmul(tf.cast(labels, x.dtype), tf.cast(self.label_embed, x.dtype))], axis=1)
+            x = K.concatenate([x, K.matmul(K.cast(labels, x.dtype), K.cast(self.label_embed, x.dtype))], axis=1)
         x = ops.normalize_2nd_moment(x)                 # [B, in_dim]
         for layer in self.dense_layers:
             x = layer(x)                                # [B, units]
-        x = tf.cast(x, tf.float32)
-        return tf.tile(x[:, tf.newaxis], [1, self.num_ws, 1])  # [B, num_ws, dlatent_size]
+        x = K.cast(x, "float32")
+        return K.tile(x[:, None], (1, self.num_ws, 1))  # [B, num_ws, dlatent_size]
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}

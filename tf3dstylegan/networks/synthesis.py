@@ -1,7 +1,9 @@
 """Synthesis network ws -> volume: constant block, style layers, architectures orig/skip/resnet."""
-import numpy as np
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops as K
+
+from tf3dstylegan import backend
 
 from tf3dstylegan.config import load_model_config
 from tf3dstylegan.layers import (ConstantInput, EqualizedConv3D, SynthesisLayer, ToImage, Upsample3D,
@@ -113,7 +115,7 @@ class SynthesisNetwork(keras.Model):
 
     @property
     def noise_buffers(self):
-        """The stored noise maps, one per style layer: tf.Variables of shape [1, x, y, z, 1]."""
+        """The stored noise maps, one per style layer: Keras variables of shape [1, x, y, z, 1]."""
         return [layer.noise_buffer for layer in self.noise_layers]
 
     @property
@@ -122,17 +124,17 @@ class SynthesisNetwork(keras.Model):
 
     def call(self, ws, noise_mode="const", noise=None, checkpoint=None, slab_size=None):
         """checkpoint: override gradient_checkpointing for this call (False where second-order gradients
-        are needed, e.g. the path-length regulariser: tf.recompute_grad supports first order only).
+        are needed, e.g. the path-length regulariser: TensorFlow's recompute_grad supports first order only).
         slab_size: override the network's slab_size for this call (0: whole volume)."""
         check_noise_mode(noise_mode)
         slab_size = self.slab_size if slab_size is None else check_slab_size(slab_size)
         check_width(ws, self.dlatent_size, "ws")
-        if ws.shape.rank != 3 or (ws.shape[1] is not None and ws.shape[1] != self.num_ws):
+        if len(ws.shape) != 3 or (ws.shape[1] is not None and ws.shape[1] != self.num_ws):
             raise ValueError(f"ws must have shape [batch, {self.num_ws}, {self.dlatent_size}], got {list(ws.shape)}")
         if noise is not None and len(noise) != len(self.style_layers):
             raise ValueError(f"noise must be a list of {len(self.style_layers)} tensors, got {len(noise)}")
         noise = list(noise) if noise is not None else [None] * len(self.style_layers)
-        ws = tf.cast(ws, tf.float32)
+        ws = K.cast(ws, "float32")
         x = self.const(ws)                                   # [B, b0, b1, b2, nf(1)]
         x = self.style_layers[0](x, ws[:, 0], noise_mode=noise_mode, noise=noise[0])
         img = None
@@ -145,12 +147,12 @@ class SynthesisNetwork(keras.Model):
                 level_noise = tuple(noise[i] for i in level_style_indices(r))
                 if r == last and 0 < slab_size < self.img_shape[0]:  # its feature maps never exist whole
                     y = self._last_level_in_slabs(x, ws, noise_mode, level_noise, checkpoint, slab_size)
-                    return tf.cast(y if img is None else img + y, tf.float32)
+                    return K.cast(y if img is None else img + y, "float32")
                 x = self._block(r, x, ws, noise_mode, *level_noise, checkpoint)
             if to_image is not None:
                 y = to_image(x, ws[:, to_image_style_index(r)])
                 img = y if img is None else img + y
-        return tf.cast(img, tf.float32)
+        return K.cast(img, "float32")
 
     def _block(self, r, x, ws, noise_mode, noise0, noise1, checkpoint):
         """Level r: Conv0_up, Conv1 (and the resnet skip). With gradient checkpointing its activations are
@@ -158,8 +160,8 @@ class SynthesisNetwork(keras.Model):
         i0, i1 = level_style_indices(r)
         checkpoint = self.gradient_checkpointing if checkpoint is None else checkpoint
         if checkpoint and noise_mode == "random":
-            noise0, noise1 = (n if n is not None else self.style_layers[i].noise.random_noise(tf.shape(x)[0])
-                              for n, i in zip((noise0, noise1), (i0, i1)))
+            noise0, noise1 = (n if n is not None else self.style_layers[i].noise.random_noise(K.shape(x)[0])
+                              for n, i in zip((noise0, noise1), (i0, i1), strict=True))
         given = [n for n in (noise0, noise1) if n is not None]
 
         def block(x, ws, *given_noise):
@@ -173,7 +175,7 @@ class SynthesisNetwork(keras.Model):
             return y
 
         if checkpoint:
-            return tf.recompute_grad(block)(x, ws, *given)
+            return keras.remat(block)(x, ws, *given)
         return block(x, ws, *given)
 
     def _last_level_in_slabs(self, x, ws, noise_mode, level_noise, checkpoint, slab_size):
@@ -185,16 +187,18 @@ class SynthesisNetwork(keras.Model):
         their outputs must then be put together whole.)
         """
         r = self.config.resolution_log2
-        batch = tf.shape(x)[0]
+        batch = K.shape(x)[0]
         maps = [self.style_layers[i].noise.noise_map(batch, noise_mode, n)
-                for i, n in zip(level_style_indices(r), level_noise)]
+                for i, n in zip(level_style_indices(r), level_noise, strict=True)]
         slabs = []
         for lo_start, lo_stop, crop, length in slab_windows(self.img_shape[0], slab_size):
-            with tf.control_dependencies(slabs[-1:]):
-                window = tf.identity(x[:, lo_start:lo_stop])                     # [B, rows, Y/2, Z/2, C]
+            window = x[:, lo_start:lo_stop]                                       # [B, rows, Y/2, Z/2, C]
+            if slabs and backend.is_tensorflow():  # each slab after the previous one: one slab's maps at a time
+                from tf3dstylegan.backend.tensorflow.ops import run_after
+                window = run_after(slabs[-1:], window)
             window_noise = [None if m is None else m[:, 2 * lo_start:2 * lo_stop] for m in maps]
             slabs.append(self._slab(window, ws, noise_mode, window_noise, checkpoint, crop, length))
-        return tf.concat(slabs, axis=1)
+        return K.concatenate(slabs, axis=1)
 
     def _slab(self, window, ws, noise_mode, window_noise, checkpoint, crop, length):
         # [B, rows, Y/2, Z/2, C] -> [B, length, Y, Z, num_channels]. A function of its own so that, run

@@ -1,5 +1,5 @@
 """Minibatch standard deviation with the original's grouping."""
-import tensorflow as tf
+from keras import ops
 
 
 def minibatch_stddev(x, group_size=4, num_features=1):
@@ -8,16 +8,18 @@ def minibatch_stddev(x, group_size=4, num_features=1):
     x: [N, X, Y, Z, C] -> [N, X, Y, Z, C + num_features]. G = min(group_size, N) and N must be a
     multiple of G; sample i belongs to group i mod (N / G), as in the original.
     """
-    n = tf.shape(x)[0]
-    group = tf.minimum(group_size, n)
-    tf.debugging.assert_equal(n % group, 0, message="minibatch stddev: batch must be a multiple of the group size")
-    _, sx, sy, sz, channels = x.shape
-    dims = tf.shape(x)
-    y = tf.reshape(x, [group, -1, dims[1], dims[2], dims[3], num_features, channels // num_features])
-    y = tf.cast(y, tf.float32)                                  # [G, M, X, Y, Z, F, c]
-    y -= tf.reduce_mean(y, axis=0, keepdims=True)
-    y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + 1e-8)   # [M, X, Y, Z, F, c]
-    y = tf.reduce_mean(y, axis=[1, 2, 3, 5])                    # [M, F]
-    y = tf.cast(tf.reshape(y, [-1, 1, 1, 1, num_features]), x.dtype)
-    y = tf.tile(y, [group, dims[1], dims[2], dims[3], 1])       # [N, X, Y, Z, F]
-    return tf.concat([x, y], axis=-1)
+    n, sx, sy, sz, channels = ops.shape(x)
+    if isinstance(n, int):
+        group = min(group_size, n)
+        if n % group:
+            raise ValueError(f"minibatch stddev: batch {n} must be a multiple of the group size {group}")
+    else:  # a batch size known only when the graph runs (TensorFlow)
+        group = ops.minimum(group_size, n)
+    y = ops.reshape(x, (group, -1, sx, sy, sz, num_features, channels // num_features))
+    y = ops.cast(y, "float32")                                             # [G, M, X, Y, Z, F, c]
+    y = y - ops.mean(y, axis=0, keepdims=True)
+    y = ops.sqrt(ops.mean(ops.square(y), axis=0) + 1e-8)                  # [M, X, Y, Z, F, c]
+    y = ops.mean(y, axis=(1, 2, 3, 5))                                     # [M, F]
+    y = ops.cast(ops.reshape(y, (-1, 1, 1, 1, num_features)), x.dtype)
+    y = ops.tile(y, (group, sx, sy, sz, 1))                                # [N, X, Y, Z, F]
+    return ops.concatenate([x, y], axis=-1)

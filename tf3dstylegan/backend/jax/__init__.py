@@ -1,0 +1,1 @@
+"""Code for the JAX backend only (see tf3dstylegan.backend)."""

@@ -1,0 +1,1 @@
+"""Code for the TensorFlow backend only (see tf3dstylegan.backend)."""

@@ -1,0 +1,1 @@
+"""Code for the PyTorch backend only (see tf3dstylegan.backend)."""
