@@ -71,7 +71,7 @@ def test_condition_changes_the_volume_and_seed_plus_condition_fixes_it(G):
     np.testing.assert_array_equal(volumes[:2], gen.generate_volumes(G, [0, 1], labels=old, batch_size=2))
     assert max_diff(volumes[0], volumes[2]) > 1e-3 and max_diff(volumes[0], volumes[3]) > 1e-3
     assert max_diff(volumes[2], volumes[4]) > 1e-3                                 # the seed still matters
-    z = np.stack([gen.seed_inputs(G, s)[0] for s in (0, 1)])
+    z = np.stack([gen.seed_latent(G, s) for s in (0, 1)])
     np.testing.assert_allclose(volumes[[2, 4]], G(z, labels=np.stack([young, young])), atol=TOL)
 
 
@@ -88,7 +88,7 @@ def test_labels_are_checked(G):
 
 def test_unconditional_generation_is_unchanged():
     U = tiny_generator()
-    z = np.stack([gen.seed_inputs(U, s)[0] for s in (3, 4)])
+    z = np.stack([gen.seed_latent(U, s) for s in (3, 4)])
     np.testing.assert_allclose(gen.generate_volumes(U, [3, 4], psi=0.5), U(z, truncation_psi=0.5), atol=TOL)
 
 

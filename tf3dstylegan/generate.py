@@ -1,8 +1,8 @@
 """Generation, style mixing and interpolation with a trained generator, and their writers.
 
 Every seed gives z = RandomState(seed).randn(1, latent_size) as the original; with noise_mode="random" the noise maps
-are drawn from the same RandomState after z, so a seed and the options always give the same volume (the
-original's randomize_noise made it irreproducible). Volumes are float32 [N, X, Y, Z, C] in the network's
+come from the seed's own second stream (drawn only then), so a seed and the options always give the same volume
+(the original's randomize_noise made it irreproducible). Volumes are float32 [N, X, Y, Z, C] in the network's
 [-1, 1]; the writers store NIfTI in the training data's [0, 1] on the preset's centred RAS grid.
 
 A conditional generator takes `labels`: [N, L] (one per volume) or [L] (the same for all); see
@@ -14,9 +14,10 @@ import itertools
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from tf3dstylegan import backend
 from tf3dstylegan.conditions import batch_labels, sweep_labels, value_names
 from tf3dstylegan.data.nifti import save_volume
 from tf3dstylegan.io import (GAP, PLANES, display_scale, plane_grid, preview_grid, tile_grid, to_unit_range,
@@ -68,35 +69,42 @@ def parse_int_list(text):
     return SeedRanges(text)
 
 
-def seed_inputs(G, seed):
-    """(z [latent_size], noise maps [x, y, z, 1] per style layer) drawn from RandomState(seed), z first."""
-    rng = np.random.RandomState(seed)
-    z = rng.randn(G.latent_size).astype(np.float32)
-    noise = [rng.randn(*shape[1:]).astype(np.float32) for shape in G.synthesis.noise_shapes]
-    return z, noise
+NOISE_STREAM = 1  # the key of a seed's noise-map stream, beside its latent's (numpy SeedSequence entropy)
+
+
+def seed_latent(G, seed):
+    """z [latent_size] of a seed: RandomState(seed).randn(latent_size), as the original."""
+    return np.random.RandomState(seed).randn(G.latent_size).astype(np.float32)
+
+
+def seed_noise(G, seeds):
+    """Per style layer the noise maps [N, x, y, z, 1] of the seeds, each seed's from its own stream (independent of
+    its latent's, so z never costs a draw of the maps)."""
+    per_seed = [[rng.standard_normal(shape[1:], np.float32) for shape in G.synthesis.noise_shapes]
+                for rng in (np.random.default_rng([seed, NOISE_STREAM]) for seed in seeds)]
+    return [np.stack(maps) for maps in zip(*per_seed, strict=True)]
 
 
 def seed_styles(G, seeds, psi=1.0, cutoff=None, labels=None):
     """Truncated ws [N, num_ws, dlatent_size] of the seeds' z (under labels [N, L] or [L] when G is conditional)."""
-    z = np.stack([seed_inputs(G, s)[0] for s in seeds])           # [N, latent_size]
-    return G.truncate(G.mapping(z, batch_labels(G, labels, len(z))), psi, cutoff).numpy()
+    z = np.stack([seed_latent(G, s) for s in seeds])                             # [N, latent_size]
+    return to_numpy(G.truncate(G.mapping(z, batch_labels(G, labels, len(z))), psi, cutoff))
 
 
-def seed_noise(G, seeds):
-    """Per style layer the stacked noise maps [N, x, y, z, 1] of the seeds."""
-    per_seed = [seed_inputs(G, s)[1] for s in seeds]
-    return [np.stack(maps) for maps in zip(*per_seed)]
+def to_numpy(tensor):
+    """A backend tensor as a NumPy array."""
+    return keras.ops.convert_to_numpy(tensor)
 
 
 def compiled_synthesis(G, noise_mode="const", slab_size=None):
     """A compiled synthesis pass: (ws [b, num_ws, dlatent_size], noise maps [b, x, y, z, 1] per layer or None) ->
     volumes [b, X, Y, Z, C] as NumPy. slab_size: see SynthesisNetwork (less memory, same volumes)."""
-    run = tf.function(lambda ws, noise: G.synthesis(ws, noise_mode=noise_mode, noise=noise, slab_size=slab_size),
-                      reduce_retracing=True)
+    run = backend.compiled(lambda ws, noise: G.synthesis(ws, noise_mode=noise_mode, noise=noise, slab_size=slab_size),
+                           models=[G])
 
     def synthesize_batch(ws, noise=None):
-        noise = None if noise is None else [tf.constant(n, tf.float32) for n in noise]
-        return run(tf.constant(ws, tf.float32), noise).numpy()
+        noise = None if noise is None else [keras.ops.convert_to_tensor(n, "float32") for n in noise]
+        return to_numpy(run(keras.ops.convert_to_tensor(ws, "float32"), noise))
     return synthesize_batch
 
 
@@ -184,15 +192,15 @@ def interpolate(G, seed_a, seed_b, frames, space="w", psi=1.0, noise_mode="const
         w_a, w_b = seed_styles(G, [seed_a, seed_b], psi, cutoff, labels)
         ws = np.stack([(1.0 - t) * w_a + t * w_b for t in ts]).astype(np.float32)
     else:
-        z_a, z_b = seed_inputs(G, seed_a)[0], seed_inputs(G, seed_b)[0]
+        z_a, z_b = seed_latent(G, seed_a), seed_latent(G, seed_b)
         z = np.stack([slerp(z_a, z_b, t) for t in ts]).astype(np.float32)
         ends = batch_labels(G, labels, 2)                                   # [2, L] or None
         frame_labels = None if ends is None else np.stack([(1.0 - t) * ends[0] + t * ends[1] for t in ts])
-        ws = G.truncate(G.mapping(z, frame_labels), psi, cutoff).numpy()
+        ws = to_numpy(G.truncate(G.mapping(z, frame_labels), psi, cutoff))
     noise = None
     if noise_mode == "random":
         noise = [np.stack([slerp(n_a, n_b, t) for t in ts]).astype(np.float32)
-                 for n_a, n_b in zip(seed_inputs(G, seed_a)[1], seed_inputs(G, seed_b)[1])]
+                 for n_a, n_b in seed_noise(G, [seed_a, seed_b])]
     return synthesize(G, ws, noise_mode, noise, batch_size, slab_size)
 
 
@@ -204,10 +212,11 @@ def sweep_batches(G, seeds, name, values, base_condition=None, psi=1.0, noise_mo
     chunks = [labels[i:i + batch_size] for i in range(0, len(labels), batch_size)]
     run = compiled_synthesis(G, noise_mode, slab_size)
     for seed in seeds:
-        z, noise = seed_inputs(G, seed)
+        z = seed_latent(G, seed)
+        noise = [maps[0] for maps in seed_noise(G, [seed])] if noise_mode == "random" else None
         volumes = []
         for rows in chunks:                                                    # rows: [b, L]
-            ws = G.truncate(G.mapping(np.repeat(z[np.newaxis], len(rows), axis=0), rows), psi, cutoff).numpy()
+            ws = to_numpy(G.truncate(G.mapping(np.repeat(z[np.newaxis], len(rows), axis=0), rows), psi, cutoff))
             maps = [np.repeat(n[np.newaxis], len(rows), axis=0) for n in noise] if noise_mode == "random" else None
             volumes.append(run(ws, maps))
         yield seed, np.concatenate(volumes)

@@ -10,7 +10,6 @@ import json
 import zipfile
 from pathlib import Path
 
-from tf3dstylegan import checkpoints
 from tf3dstylegan.config import load_config, load_model_config
 from tf3dstylegan.legacy import LegacyFormatError, convert_legacy
 from tf3dstylegan.networks.loaded import LoadedNetworks
@@ -97,6 +96,7 @@ def run_config(run_dir):
 
 def load_run_networks(run_dir, log=print):
     """LoadedNetworks (G, D, G_ema, config) from the newest readable checkpoint of a training run folder."""
+    from tf3dstylegan import checkpoints
     from tf3dstylegan.networks import build_discriminator, build_generator
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)

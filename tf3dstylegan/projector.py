@@ -14,8 +14,9 @@ from typing import Callable, List, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from tf3dstylegan import backend
 from tf3dstylegan.conditions import batch_labels
 from tf3dstylegan.data.volumes import DataError, check_volume, load_volume, read_volume
 from tf3dstylegan.metrics.msssim import ssim_and_cs
@@ -46,9 +47,9 @@ class ProjectionSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.num_steps, self.initial, self.rampup, self.rampdown = num_steps, initial, rampup, rampdown
 
     def __call__(self, step):
-        t = tf.cast(step, tf.float32) / self.num_steps
-        down = 0.5 - 0.5 * tf.cos(np.pi * tf.minimum(1.0, (1.0 - t) / self.rampdown))
-        return self.initial * down * tf.minimum(1.0, t / self.rampup)
+        t = ops.cast(step, "float32") / self.num_steps
+        down = 0.5 - 0.5 * ops.cos(np.pi * ops.minimum(1.0, (1.0 - t) / self.rampdown))
+        return self.initial * down * ops.minimum(1.0, t / self.rampup)
 
     def get_config(self):
         return dict(num_steps=self.num_steps, initial=self.initial, rampup=self.rampup, rampdown=self.rampdown)
@@ -66,7 +67,7 @@ def w_statistics(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED, batch_size=1000,
     condition = batch_labels(G, labels, 1)                                            # [1, L] or None
     chunks = [z[i:i + batch_size] for i in range(0, num_samples, batch_size)]
     w = np.concatenate([G.mapping(chunk, None if condition is None else np.repeat(condition, len(chunk), axis=0))
-                        [:, 0].numpy() for chunk in chunks]).astype(np.float64)      # [N, dlatent_size]
+                        [:, 0] for chunk in chunks]).astype(np.float64)             # [N, dlatent_size]
     w_avg = w.mean(axis=0)
     w_std = np.sqrt(np.sum((w - w_avg) ** 2) / num_samples)
     return w_avg.astype(np.float32), float(w_std)
@@ -79,12 +80,12 @@ def block_mean(x, factor=DOWNSAMPLE):
     pad = [[0, 0]] + [[0, p - s] for s, p in zip(shape, padded)] + [[0, 0]]
 
     def block_sum(v):
-        v = tf.pad(v, pad)
-        v = tf.reshape(v, [-1, padded[0] // factor, factor, padded[1] // factor, factor,
-                           padded[2] // factor, factor, v.shape[-1]])
-        return tf.reduce_sum(v, axis=[2, 4, 6])
+        v = ops.pad(v, pad)
+        v = ops.reshape(v, (-1, padded[0] // factor, factor, padded[1] // factor, factor,
+                            padded[2] // factor, factor, v.shape[-1]))
+        return ops.sum(v, axis=(2, 4, 6))
 
-    counts = block_sum(tf.ones([1] + list(shape) + [1], x.dtype))  # [1, bx, by, bz, 1]
+    counts = block_sum(ops.ones((1,) + tuple(shape) + (1,), x.dtype))  # [1, bx, by, bz, 1]
     return block_sum(x) / counts
 
 
@@ -95,11 +96,11 @@ def noise_regularizer(noises, min_size=10):
     for v in noises:
         while True:
             for axis in (1, 2, 3):
-                loss += tf.reduce_mean(v * tf.roll(v, shift=1, axis=axis)) ** 2
+                loss += ops.mean(v * ops.roll(v, shift=1, axis=axis)) ** 2
             x, y, z = v.shape[1:4]
             if x <= min_size or x % 2 or y % 2 or z % 2:
                 break
-            v = tf.reduce_mean(tf.reshape(v, [1, x // 2, 2, y // 2, 2, z // 2, 2, 1]), axis=[2, 4, 6])
+            v = ops.mean(ops.reshape(v, (1, x // 2, 2, y // 2, 2, z // 2, 2, 1)), axis=(2, 4, 6))
     return loss
 
 
@@ -123,54 +124,55 @@ def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NO
     labels: the target's condition [L] (required by a conditional G). on_step(step, num_steps, loss) is
     called after every step (progress display)."""
     condition = batch_labels(G, labels, 1)                                            # [1, L] or None
-    target = tf.constant(check_target(G, target))
+    target = ops.convert_to_tensor(check_target(G, target))
     target_big = (target + 1.0) * 127.5                                  # [1, X, Y, Z, C]
     target_small = block_mean(target_big)
     w_avg, w_std = w_statistics(G, w_avg_samples, labels=None if condition is None else condition[0])
     num_w = G.num_ws if w_plus else 1
-    w_var = tf.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")          # [1, num_w, dlatent_size]
+    w_var = keras.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")     # [1, num_w, dlatent_size]
     rng = np.random.RandomState(seed)
-    noise_vars = [tf.Variable(rng.randn(*shape).astype(np.float32), name=f"noise{i}")
+    noise_vars = [keras.Variable(_normalized(rng.randn(*shape)), name=f"noise{i}")
                   for i, shape in enumerate(G.synthesis.noise_shapes)]
-    _normalize(noise_vars)
-    w_rng = tf.random.Generator.from_seed(seed)
+    w_rng = np.random.default_rng([seed, 1])  # the w perturbation's own stream
     optimizer = keras.optimizers.Adam(learning_rate=ProjectionSchedule(num_steps), beta_1=0.9, beta_2=0.999,
                                       epsilon=1e-8)
     trainables = [w_var] + noise_vars
     optimizer.build(trainables)
 
     def synth(w):
-        return G.synthesis(tf.tile(w, [1, G.num_ws // num_w, 1]), noise_mode="const", noise=noise_vars)
+        return G.synthesis(ops.tile(w, (1, G.num_ws // num_w, 1)), noise_mode="const", noise=noise_vars)
 
-    @tf.function
-    def step(noise_scale):
-        with tf.GradientTape() as tape:
-            w = w_var + w_rng.normal(w_var.shape) * noise_scale
-            images = (synth(w) + 1.0) * 127.5
-            loss = (tf.reduce_mean(tf.square(images - target_big))
-                    + tf.reduce_mean(tf.square(block_mean(images) - target_small))
-                    + noise_reg_weight * noise_regularizer(noise_vars))
-        grads = tape.gradient(loss, trainables)
-        optimizer.apply_gradients([(g, v) for g, v in zip(grads, trainables) if g is not None])
-        _normalize(noise_vars)
-        return loss
+    def loss(w_noise):
+        images = (synth(w_var + w_noise) + 1.0) * 127.5
+        return (ops.mean(ops.square(images - target_big)) + ops.mean(ops.square(block_mean(images) - target_small))
+                + noise_reg_weight * noise_regularizer(noise_vars))
 
+    step = backend.minimizer(loss, trainables, optimizer, models=[G])
+    normalize = backend.compiled(lambda *maps: [_standardized(m) for m in maps])
     losses = np.zeros(num_steps, np.float32)
     for i in range(num_steps):
-        losses[i] = step(tf.constant(w_noise_scale(i / num_steps, w_std), tf.float32)).numpy()
+        w_noise = w_rng.standard_normal(w_var.shape).astype(np.float32) * w_noise_scale(i / num_steps, w_std)
+        losses[i] = float(ops.convert_to_numpy(step(ops.convert_to_tensor(w_noise))))
+        for v, value in zip(noise_vars, normalize(*[v.value for v in noise_vars]), strict=True):
+            v.assign(value)
         if on_step is not None:
             on_step(i + 1, num_steps, float(losses[i]))
-    w = tf.tile(w_var, [1, G.num_ws // num_w, 1])
-    reconstruction = synth(w_var)[0].numpy()
-    return Projection(w=w.numpy(), noises=[v.numpy() for v in noise_vars], reconstruction=reconstruction,
+    w = np.tile(ops.convert_to_numpy(w_var), [1, G.num_ws // num_w, 1])
+    reconstruction = ops.convert_to_numpy(backend.compiled(synth, models=[G])(w_var.value))[0]
+    return Projection(w=w, noises=[ops.convert_to_numpy(v) for v in noise_vars], reconstruction=reconstruction,
                       losses=losses, labels=None if condition is None else condition[0])
 
 
-def _normalize(noise_vars):
-    """Each noise map <- zero mean, unit std."""
-    for v in noise_vars:
-        centred = v - tf.reduce_mean(v)
-        v.assign(centred * tf.math.rsqrt(tf.reduce_mean(tf.square(centred))))
+def _standardized(noise):
+    """A noise map tensor with zero mean and unit std."""
+    centred = noise - ops.mean(noise)
+    return centred * ops.rsqrt(ops.mean(ops.square(centred)))
+
+
+def _normalized(noise):
+    """A NumPy noise map with zero mean and unit std (float32)."""
+    centred = np.asarray(noise, np.float64) - np.mean(noise)
+    return (centred / np.sqrt(np.mean(np.square(centred)))).astype(np.float32)
 
 
 def load_target(path, G, normalize="none", resample=None):
