@@ -38,10 +38,6 @@ def double_field(field, value) -> bytes:
     return key(field, FIXED64) + struct.pack("<d", value)
 
 
-def float_field(field, value) -> bytes:
-    return key(field, FIXED32) + struct.pack("<f", value)
-
-
 def bytes_field(field, payload) -> bytes:
     """A length-delimited field: a string, a sub-message or a packed list."""
     return b"".join((key(field, LENGTH_DELIMITED), encode_varint(len(payload)), payload))
