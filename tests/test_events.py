@@ -47,7 +47,8 @@ def test_scalars_and_images_read_back_by_tensorflow(tmp_path):
     writer.close()
     events = read_events(tmp_path)
     assert events[0].file_version == "brain.Event:2" and events[0].wall_time > 0
-    values = [(e.step, v.tag, v.simple_value) for e in events[1:] for v in e.summary.value if v.HasField("simple_value")]
+    values = [(e.step, v.tag, v.simple_value) for e in events[1:] for v in e.summary.value
+              if v.HasField("simple_value")]
     assert values == [(64, "loss/G", 1.5), (64, "count", 3.0), (64, "huge", np.inf), (128, "loss/G", -2.0)]
     images = [(e.step, v.tag, v.image) for e in events for v in e.summary.value if v.HasField("image")]
     assert [(step, tag, i.height, i.width, i.colorspace) for step, tag, i in images] == \

@@ -5,8 +5,10 @@ A command is a module with a docstring (its help text), `define_flags(fv)` (absl
 `flags.FlagValues` it is given) and `main(fv, args)` (the parsed flags and the positional arguments).
 `python -m tf3dstylegan NAME`, the console scripts `tf3dstylegan-NAME` and the root scripts all run
 commands through `run`. TensorFlow's start-up notices and warnings are shown only with `--verbose`,
-which also prints full tracebacks.
+which also prints full tracebacks. The dataset command never loads TensorFlow itself (keras, for its progress
+bar, may: on its TensorFlow backend, quietly).
 """
+import contextlib
 import importlib
 import os
 import re
@@ -23,6 +25,7 @@ COMMANDS = {
     "metrics": ("tf3dstylegan.commands.metrics", "FID, KID, precision/recall, MMD, MS-SSIM, memorisation"),
     "metrics-weights": ("tf3dstylegan.commands.metrics_weights", "fetch and convert the metric networks' weights"),
 }
+TENSORFLOW_FREE_COMMANDS = ("tf3dstylegan.commands.dataset",)  # run without quiet_tensorflow's import
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -47,21 +50,28 @@ def normalize_flag_names(argv):
     return out
 
 
-def quiet_tensorflow():
-    """Load TensorFlow without its start-up notices (oneDNN, CUDA drivers, CPU features: C++ logging that
-    ignores TF_CPP_MIN_LOG_LEVEL, so stderr is closed at the file-descriptor level while TF loads and
-    initialises its devices) and keep its Python warnings out of the output."""
+@contextlib.contextmanager
+def stderr_closed():
+    """stderr closed at the file-descriptor level inside the block (C++ start-up logging of TensorFlow's that
+    ignores TF_CPP_MIN_LOG_LEVEL: oneDNN, CUDA drivers, CPU features)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow as tf
-        tf.constant(0)  # initialises the devices (the CUDA driver probe logs here)
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def quiet_tensorflow():
+    """Load TensorFlow and initialise its devices without their start-up notices, and keep its Python warnings
+    out of the output."""
+    with stderr_closed():
+        import tensorflow as tf
+        tf.constant(0)  # initialises the devices (the CUDA driver probe logs here)
     from absl import logging
     logging.set_verbosity(logging.ERROR)
     tf.get_logger().setLevel("ERROR")
@@ -93,7 +103,7 @@ def run(module_name, argv=None, prog=None):
     argv = list(sys.argv if argv is None else argv)
     prog = prog or os.path.basename(argv[0])
     verbose = "--verbose" in argv[1:]
-    if not verbose:
+    if not verbose and module_name not in TENSORFLOW_FREE_COMMANDS:
         quiet_tensorflow()
     module = importlib.import_module(module_name)
     fv = flags.FlagValues()

@@ -19,7 +19,7 @@ import sys
 
 from absl import flags
 
-from tf3dstylegan.cli import CommandError, flag_error
+from tf3dstylegan.cli import CommandError, flag_error, stderr_closed
 
 SUBCOMMANDS = {"create-from-images3d": 2, "split": 1, "info": 1, "demo": 0}
 LIST_FLAGS = ("base_size", "shape")
@@ -103,7 +103,8 @@ class Progress:
 
     def __call__(self, done, total):
         if self.bar is None:
-            import keras  # pylint: disable=import-outside-toplevel
+            with stderr_closed():  # keras on its TensorFlow backend loads TensorFlow, with its start-up notices
+                import keras  # pylint: disable=import-outside-toplevel
             self.bar = keras.utils.Progbar(total, verbose=1 if sys.stdout.isatty() else 2, unit_name="file")
         self.bar.update(done)
         self.mid_line = done < total and sys.stdout.isatty()

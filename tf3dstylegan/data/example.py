@@ -3,8 +3,8 @@ float_list and int64_list features), in protobuf's wire format (tensorflow/core/
 
 Encoding writes the map in key order and the numeric lists packed: the bytes of TensorFlow's
 SerializeToString(deterministic=True) (without it protobuf orders the map by a hash seeded per process, so the
-same Example's bytes change from run to run; ours do not). Decoding also reads unpacked lists and skips unknown fields, as protobuf does. Bytes values
-come back as memoryviews of the record (no copy of a volume's payload).
+same Example's bytes change from run to run; ours do not). Decoding also reads unpacked lists and skips unknown
+fields, as protobuf does. Bytes values come back as memoryviews of the record (no copy of a volume's payload).
 """
 import collections
 
@@ -101,3 +101,9 @@ def decode_example(payload):
             except UnicodeDecodeError:
                 raise WireError("a feature name is not UTF-8") from None
     return features
+
+
+def feature_values(features, name, kind):
+    """The values of feature `name` if it is of `kind`, else [] (as protobuf reads a missing or other list)."""
+    feature = features.get(name)
+    return feature.values if feature is not None and feature.kind == kind else []

@@ -5,11 +5,15 @@ import numpy as np
 import tensorflow as tf
 
 from tf3dstylegan.data.labels import read_labels
-from tf3dstylegan.data.records import RECORD_FEATURES, dataset_info
+from tf3dstylegan.data.records import dataset_info
 from tf3dstylegan.data.sampling import DEFAULT_CACHE_MB, MIRROR_STREAM, derived_seed
 from tf3dstylegan.data.volumes import DataError
 
 DEFAULT_SHUFFLE_MB = 2048  # shuffle window; the original used 4096 MB
+RECORD_FEATURES = {
+    "shape": tf.io.FixedLenFeature([4], tf.int64),
+    "data": tf.io.FixedLenFeature([], tf.string),
+}
 
 
 def parse_volume(serialized, shape, source="a record"):
