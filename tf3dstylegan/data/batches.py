@@ -39,7 +39,7 @@ class VolumeReader:
         self.payload_bytes = 4 * math.prod(self.stored_shape)
         index = sorted((j * len(info.files) + s, s, j, offset, length)  # label row j * S + s, as records are written
                        for s, file in enumerate(info.files)
-                       for j, (offset, length) in enumerate(_checked(record_spans, path, file)))
+                       for j, (offset, length) in enumerate(_checked(list, path, record_spans(file))))
         if len(index) < process_count:
             raise DataError(path, f"holds {len(index)} volume(s), fewer than the {process_count} processes")
         index = index[process_index::process_count]
