@@ -1,10 +1,13 @@
 """Input pipeline throughput (volumes/s) at 2 mm and 1 mm, beside what training consumes.
 
-  python bench/bench_input_pipeline.py [--step_time 0.5] [--batch_size 16] [--out bench.json]
+  python bench/bench_input_pipeline.py [--pipeline tf|numpy] [--cache_mb 0] [--step_time 0.5] [--batch_size 16]
+      [--out bench.json]
 
-Reads the demo dataset (built and cached on first use) through make_dataset with shuffling and
-mirror augment, as training does. A training step of `step_time` seconds on `batch_size` volumes
-consumes batch_size / step_time volumes/s; the pipeline keeps up when its rate is higher.
+Reads the demo dataset (built and cached on first use) through tf.data's make_dataset or NumPy's make_batches
+with shuffling and mirror augment, as training does; --cache_mb 0 reads every volume from its file each time
+(the page cache holds them), the default keeps datasets of up to 1 GB in memory. A training step of
+`step_time` seconds on `batch_size` volumes consumes batch_size / step_time volumes/s; the pipeline keeps up
+when its rate is higher.
 """
 import json
 import os
@@ -18,6 +21,9 @@ from absl import app, flags
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+flags.DEFINE_enum("pipeline", "tf", ["tf", "numpy"], "tf: data.make_dataset (tf.data); numpy: "
+                  "data.batches.make_batches (no TensorFlow).")
+flags.DEFINE_integer("cache_mb", None, "Keep datasets up to this size in memory (default: the pipeline's, 1024).")
 flags.DEFINE_list("voxel_sizes", ["2", "1"], "Demo grids to measure (mm).")
 flags.DEFINE_integer("batch_size", 16, "Global batch size (the paper's presets use 16).")
 flags.DEFINE_float("step_time", None, "Seconds per training step, to print the volumes/s training needs.")
@@ -28,24 +34,35 @@ flags.DEFINE_string("out", None, "Also write the JSON report here.")
 FLAGS = flags.FLAGS
 
 
-def measure(path, batch_size, num_batches, warmup=3):
-    """(volumes/s, seconds per batch) of make_dataset over a records folder."""
+def batches(path, batch_size):
+    """An iterator of training batches of the chosen pipeline."""
+    options = {} if FLAGS.cache_mb is None else {"cache_mb": FLAGS.cache_mb}
+    if FLAGS.pipeline == "numpy":
+        from tf3dstylegan.data.batches import make_batches  # pylint: disable=import-outside-toplevel
+        return make_batches(path, batch_size, mirror_augment=True, **options)
     from tf3dstylegan.data import make_dataset  # pylint: disable=import-outside-toplevel
+    return iter(make_dataset(path, batch_size, mirror_augment=True, **options))
 
-    iterator = iter(make_dataset(path, batch_size, mirror_augment=True))
+
+def measure(path, batch_size, num_batches, warmup=3):
+    """(volumes/s, seconds per batch) of the pipeline over a records folder."""
+    iterator = batches(path, batch_size)
     for _ in range(warmup):
         next(iterator)
     start = time.perf_counter()
     for _ in range(num_batches):
         next(iterator)  # a materialised tensor, as a training step receives it
     seconds = (time.perf_counter() - start) / num_batches
+    if hasattr(iterator, "close"):  # make_batches' reader thread
+        iterator.close()
     return batch_size / seconds, seconds
 
 
 def main(_):
     from tf3dstylegan.data import demo  # pylint: disable=import-outside-toplevel
 
-    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "batch_size": FLAGS.batch_size,
+    report = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "pipeline": FLAGS.pipeline,
+              "cache_mb": FLAGS.cache_mb, "batch_size": FLAGS.batch_size,
               "step_time_s": FLAGS.step_time, "results": []}
     if FLAGS.step_time:
         report["training_needs_volumes_per_s"] = FLAGS.batch_size / FLAGS.step_time

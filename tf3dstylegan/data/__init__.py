@@ -1,13 +1,14 @@
-"""Data: NIfTI/.npz volumes (+ covariate tables) -> the original's TFRecords and labels -> tf.data batches;
-demo datasets.
+"""Data: NIfTI/.npz volumes (+ covariate tables) -> the original's TFRecords and labels -> batches (tf.data's
+make_dataset, or NumPy's batches.make_batches); demo datasets.
 
-Names are imported lazily so that `tf3dstylegan.data.volumes` (used by worker processes),
-`tf3dstylegan.data.nifti`, `labels`, `table` and `anatomy` load without TensorFlow.
+Only `pipeline` (make_dataset) needs TensorFlow: records, verification, the demo data and make_batches read and
+write TFRecords without it. Names are imported lazily, so that worker processes load only what they use.
 """
 import importlib
 
 _EXPORTS = {
     "make_dataset": "pipeline",
+    "make_batches": "batches",
     "dataset_info": "records",
     "DatasetInfo": "records",
     "read_volumes": "records",

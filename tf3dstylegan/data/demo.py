@@ -21,6 +21,7 @@ from scipy.spatial.transform import Rotation
 from tf3dstylegan.config import resolution_log2_for_shape
 from tf3dstylegan.data import anatomy
 from tf3dstylegan.data.nifti import grid_affine, save_volume
+from tf3dstylegan.data.records import RecordWriter
 from tf3dstylegan.io import write_json_atomic, write_text_atomic
 from tf3dstylegan.io.files import cache_dir as package_cache_dir
 
@@ -164,8 +165,6 @@ def build_demo(outdir, voxel_size=2.0, num_subjects=DEFAULT_SUBJECTS, seed=0, na
                conditional=False):
     """Write subjects as `<outdir>/nifti/subject_NNN.nii.gz` and `<outdir>/<name>-rNN.tfrecords`;
     conditional adds each subject's age and sex effects and writes the covariates beside the records."""
-    from tf3dstylegan.data.records import RecordWriter  # TensorFlow only when writing records
-
     img_shape = demo_shape(voxel_size)
     outdir = Path(outdir)
     name = name or outdir.name

@@ -6,11 +6,15 @@ import tensorflow as tf
 
 from tf3dstylegan import usage
 from tf3dstylegan.data.labels import read_labels
-from tf3dstylegan.data.records import RECORD_FEATURES, dataset_info
+from tf3dstylegan.data.records import dataset_info
+from tf3dstylegan.data.sampling import DEFAULT_CACHE_MB, MIRROR_STREAM, derived_seed
 from tf3dstylegan.data.volumes import DataError
 
 DEFAULT_SHUFFLE_MB = 2048  # shuffle window; the original used 4096 MB
-DEFAULT_CACHE_MB = 1024  # keep smaller datasets in memory after parsing
+RECORD_FEATURES = {
+    "shape": tf.io.FixedLenFeature([4], tf.int64),
+    "data": tf.io.FixedLenFeature([], tf.string),
+}
 
 
 def parse_volume(serialized, shape, source="a record"):
@@ -56,15 +60,6 @@ def _indexed_records(file, shard, num_shards):
     """(record, file, label row) of every record of one shard file: record j of shard s is row j * S + s."""
     return tf.data.TFRecordDataset(file, buffer_size=8 << 20).enumerate().map(
         lambda j, record: (record, file, j * num_shards + shard))
-
-
-MIRROR_STREAM = 1  # derived_seed key of the mirror coins
-
-
-def derived_seed(*keys) -> int:
-    """A tf.data seed from integer keys (run seed, start step, pipeline): numpy's SeedSequence hash, so every
-    key tuple gets an independent stream (sums such as seed + step collide: 0 + 1 == 1 + 0)."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
 
 
 def make_dataset(path, batch_size, *, seed=0, shuffle=True, repeat=True, mirror_augment=False,

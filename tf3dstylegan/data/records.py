@@ -7,21 +7,17 @@ NN = log2(4 * X / base_size[0]); sharded datasets add `-SSSofNNN` before the suf
 import contextlib
 import dataclasses
 import os
-import struct
 import tempfile
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
-import tensorflow as tf
 
+from tf3dstylegan.data.example import decode_example, encode_example, feature_values
 from tf3dstylegan.data.labels import read_labels
 from tf3dstylegan.data.volumes import DataError
-
-RECORD_FEATURES = {
-    "shape": tf.io.FixedLenFeature([4], tf.int64),
-    "data": tf.io.FixedLenFeature([], tf.string),
-}
+from tf3dstylegan.io.protobuf import WireError
+from tf3dstylegan.io.tfrecord import RecordError, iter_records, record_spans, write_record
 
 
 def record_file_name(name, resolution_log2, shard=0, num_shards=1) -> str:
@@ -34,18 +30,14 @@ def record_file_name(name, resolution_log2, shard=0, num_shards=1) -> str:
 def serialize_volume(volume) -> bytes:
     """A tf.train.Example of a [C, X, Y, Z] volume, stored as float32 clipped to [0, 1]."""
     volume = np.clip(np.asarray(volume), 0.0, 1.0).astype("<f4")
-    example = tf.train.Example(features=tf.train.Features(feature={
-        "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(volume.shape))),
-        "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[volume.tobytes()])),
-    }))
-    return example.SerializeToString()
+    return encode_example({"shape": ("int64", volume.shape), "data": ("bytes", [volume.tobytes()])})
 
 
 def parse_volume_np(record) -> np.ndarray:
     """[C, X, Y, Z] float32 from one serialized record, as the original's parse_tfrecord_np."""
-    example = tf.train.Example.FromString(record)
-    shape = list(example.features.feature["shape"].int64_list.value)
-    data = example.features.feature["data"].bytes_list.value[0]
+    features = decode_example(record)
+    shape = list(feature_values(features, "shape", "int64"))
+    data = feature_values(features, "data", "bytes")[0]
     return np.frombuffer(data, "<f4").reshape(shape)
 
 
@@ -78,8 +70,8 @@ class RecordWriter:
             self.outdir.mkdir(parents=True, exist_ok=True)
             for row in self.paths:
                 self._tmps.append([self._exclusive_tmp(p) for p in row])
-                self._writers.append([tf.io.TFRecordWriter(str(t)) for t in self._tmps[-1]])
-        except (OSError, tf.errors.OpError) as err:
+                self._writers.append([open(t, "wb") for t in self._tmps[-1]])  # pylint: disable=consider-using-with
+        except OSError as err:
             self.abort()
             raise _write_error(self.outdir, err) from None
         self.num_written = 0
@@ -107,8 +99,8 @@ class RecordWriter:
             if i:
                 level = half_resolution(level)  # from the unclipped previous level, as the original
             try:
-                row[shard].write(serialize_volume(level))
-            except tf.errors.OpError as err:
+                write_record(row[shard], serialize_volume(level))
+            except OSError as err:
                 raise _write_error(self.paths[i][shard], err) from None
         self.num_written += 1
 
@@ -119,7 +111,7 @@ class RecordWriter:
                 try:
                     writer.close()
                     os.replace(tmp, path)
-                except (OSError, tf.errors.OpError) as err:
+                except OSError as err:
                     self.abort()
                     raise _write_error(path, err) from None
         return list(self.paths[0])
@@ -130,7 +122,7 @@ class RecordWriter:
             for writer in writers:
                 try:
                     writer.close()
-                except tf.errors.OpError:
+                except OSError:
                     pass  # a full disk: the file goes anyway
         for tmp in (t for row in self._tmps for t in row):
             tmp.unlink(missing_ok=True)
@@ -149,27 +141,16 @@ class RecordWriter:
 
 
 def _write_error(path, err) -> DataError:
-    """A one-line DataError for a failed write (OSError or TensorFlow's OpError) naming `path`."""
-    reason = getattr(err, "strerror", None) or getattr(err, "message", None) or str(err)
-    return DataError(path, f"cannot write: {str(reason).split('; ')[-1]}")
+    """A one-line DataError for a failed write (an OSError) naming `path`."""
+    return DataError(path, f"cannot write: {err.strerror or err}")
 
 
 def _record_spans(path):
-    """Yield (offset, length) of every record's payload, reading only the 12-byte headers."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        offset = 0
-        while offset < size:
-            f.seek(offset)
-            header = f.read(12)
-            if len(header) < 12:
-                raise DataError(path, f"truncated record file (partial header at byte {offset})")
-            (length,) = struct.unpack("<Q", header[:8])
-            end = offset + 12 + length + 4
-            if end > size:
-                raise DataError(path, f"truncated record file (record at byte {offset} ends past the end)")
-            yield offset + 12, length
-            offset = end
+    """Yield (offset, length) of every record's payload, reading only the 12-byte headers (their CRCs checked)."""
+    try:
+        yield from record_spans(path)
+    except RecordError as err:
+        raise DataError(err.path, err.problem) from None
 
 
 def count_records(path) -> int:
@@ -183,9 +164,8 @@ def first_record_shape(path):
         with open(path, "rb") as f:
             f.seek(offset)
             try:
-                example = tf.train.Example.FromString(f.read(length))
-                shape = tuple(int(s) for s in example.features.feature["shape"].int64_list.value)
-            except Exception as err:  # pylint: disable=broad-except; protobuf DecodeError
+                shape = tuple(feature_values(decode_example(f.read(length)), "shape", "int64"))
+            except WireError as err:
                 raise DataError(path, f"not a tf.train.Example record ({err})") from None
         if len(shape) != 4:
             raise DataError(path, f"record 'shape' must hold 4 values [C, X, Y, Z], got {shape}")
@@ -238,5 +218,9 @@ def dataset_info(path) -> DatasetInfo:
 def read_volumes(path):
     """Yield every full-resolution volume of a records folder as float32 [X, Y, Z, C] in [0, 1]."""
     files, _ = full_resolution_files(path)
-    for record in tf.data.TFRecordDataset([str(f) for f in files]).as_numpy_iterator():
-        yield np.moveaxis(parse_volume_np(record), 0, -1)
+    for file in files:
+        try:
+            for record in iter_records(file):
+                yield np.moveaxis(parse_volume_np(record), 0, -1)
+        except RecordError as err:
+            raise DataError(err.path, err.problem) from None

@@ -2,10 +2,12 @@
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from tf3dstylegan.data.example import decode_example, feature_values
 from tf3dstylegan.data.records import count_records, dataset_info, first_record_shape
 from tf3dstylegan.data.volumes import DataError
+from tf3dstylegan.io.protobuf import WireError
+from tf3dstylegan.io.tfrecord import RecordError, iter_records
 
 DEFAULT_SAMPLE = 64  # payloads parsed per file (evenly spaced, first and last included)
 
@@ -15,11 +17,11 @@ def check_payload(path, index, record, shape):
     with a data length that fits the shape and finite values in [0, 1]."""
     where = f"{path}: record {index}"
     try:
-        features = tf.train.Example.FromString(record).features.feature
-        stored = tuple(int(s) for s in features["shape"].int64_list.value)
-        data = features["data"].bytes_list.value
-    except Exception as err:  # pylint: disable=broad-except; protobuf's DecodeError and friends
-        raise DataError(where, f"not a tf.train.Example ({type(err).__name__})") from None
+        features = decode_example(record)
+    except WireError as err:
+        raise DataError(where, f"not a tf.train.Example ({err})") from None
+    stored = tuple(feature_values(features, "shape", "int64"))
+    data = feature_values(features, "data", "bytes")
     if stored != tuple(shape):
         raise DataError(where, f"shape {list(stored)} differs from the file's first record {list(shape)}")
     if len(data) != 1 or len(data[0]) != 4 * int(np.prod(shape)):
@@ -32,7 +34,7 @@ def check_payload(path, index, record, shape):
 
 
 def verify_file(path, sample=DEFAULT_SAMPLE) -> int:
-    """Stream every record of one .tfrecords file (TensorFlow checks both CRCs of each) and parse
+    """Stream every record of one .tfrecords file (both CRCs of each checked) and parse
     `sample` of them; returns the record count, DataError naming the file and record if corrupt."""
     total = count_records(path)  # also catches a truncated file from the headers alone
     if total == 0:
@@ -41,13 +43,12 @@ def verify_file(path, sample=DEFAULT_SAMPLE) -> int:
     chosen = set(np.linspace(0, total - 1, min(total, max(0, sample))).round().astype(int).tolist())
     index = 0
     try:
-        for record in tf.data.TFRecordDataset(str(path), buffer_size=8 << 20).as_numpy_iterator():
+        for record in iter_records(path):
             if index in chosen:
                 check_payload(path, index, record, shape)
             index += 1
-    except tf.errors.OpError as err:
-        reason = str(err).split("}}")[-1].split("[Op:")[0].strip()
-        raise DataError(f"{path}: record {index}", f"corrupt ({reason or type(err).__name__})") from None
+    except RecordError as err:  # names the record: '<file>: record N: corrupt (...)'
+        raise DataError(err.path, err.problem) from None
     return index
 
 

@@ -3,6 +3,9 @@
 Volumes are channels-last and RAS-oriented (X left-right, Y posterior-anterior, Z inferior-superior), so
 the sagittal plane fixes X, the coronal plane fixes Y and the axial plane fixes Z.
 """
+import struct
+import zlib
+
 import numpy as np
 
 from tf3dstylegan.io.files import write_bytes_atomic
@@ -78,13 +81,25 @@ def plane_grid(cells, plane, drange=(-1.0, 1.0), scale=None):
     return tile_grid(tiles, len(cells[0]), drange)
 
 
+PNG_COLOR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type: grayscale, RGB
+
+
+def _png_chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def encode_png(image) -> bytes:
-    """[H, W] (grayscale) or [H, W, 3] uint8 array -> PNG bytes."""
-    import tensorflow as tf  # here, so that atomic files and slices need no TensorFlow start-up
+    """[H, W] (grayscale) or [H, W, 3] uint8 array -> PNG bytes (8 bits per sample, zlib's default level)."""
     image = np.asarray(image, np.uint8)
     if image.ndim == 2:
         image = image[..., np.newaxis]
-    return tf.io.encode_png(image).numpy()
+    height, width, channels = image.shape
+    if channels not in PNG_COLOR_TYPES:
+        raise ValueError(f"a PNG image needs 1 or 3 channels, got shape {image.shape}")
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, width * channels)], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 8, PNG_COLOR_TYPES[channels], 0, 0, 0)  # no interlace
+    return b"".join((b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", header),
+                     _png_chunk(b"IDAT", zlib.compress(rows.tobytes())), _png_chunk(b"IEND", b"")))  # rows: filter 0
 
 
 def write_png(path, image):

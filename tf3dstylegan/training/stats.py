@@ -1,16 +1,12 @@
-"""Training statistics: per-tick averages, stats.jsonl, TensorBoard scalars and the progress line."""
+"""Training statistics: per-tick averages, stats.jsonl, TensorBoard scalars and previews, the progress line."""
 import json
 import math
 import resource
 import time
 
 import keras
-import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
-# What tf.summary.scalar writes (TensorBoard's scalar plugin), without needing the tensorboard package.
-SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")).SerializeToString()
+from tf3dstylegan.io.events import EventFileWriter
 
 
 class DeviceMeans:
@@ -34,9 +30,17 @@ class DeviceMeans:
 
 
 def memory_mb():
-    """Peak memory in MiB: GPU:0 when there is a GPU, else this process's peak resident size."""
-    if tf.config.list_physical_devices("GPU"):
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+    """Peak memory in MiB: of the first GPU when there is one (TensorFlow and JAX backends), else this process's
+    peak resident size."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel; only on its backend
+        if tf.config.list_physical_devices("GPU"):
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
+    elif keras.backend.backend() == "jax":
+        import jax  # pylint: disable=import-outside-toplevel
+        device = jax.local_devices()[0]
+        if device.platform == "gpu":
+            return (device.memory_stats() or {}).get("peak_bytes_in_use", 0) / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -64,19 +68,20 @@ def progress_line(record):
 
 
 class StatsWriter:
-    """Appends one JSON line per tick to stats.jsonl and writes TensorBoard scalars in the run folder."""
+    """Appends one JSON line per tick to stats.jsonl and writes TensorBoard scalars (and snapshot previews) to an
+    events file in the run folder, at step = nimg (volumes shown)."""
 
     def __init__(self, run_dir):
         self.jsonl = run_dir / "stats.jsonl"
-        self.tensorboard = tf.summary.create_file_writer(str(run_dir))
+        self.tensorboard = EventFileWriter(run_dir)
 
     def write(self, record):
         record = dict(record, timestamp=time.time())
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(record) + "\n")
-        with self.tensorboard.as_default():
-            for key, value in record.items():
-                if key not in ("tick", "step", "nimg", "timestamp") and isinstance(value, (int, float)):
-                    tf.summary.write(key, tf.constant(value, tf.float32), step=record["nimg"],
-                                     metadata=SCALAR_METADATA)
-        self.tensorboard.flush()
+        self.tensorboard.add_scalars({key: value for key, value in record.items() if isinstance(value, (int, float))
+                                      and key not in ("tick", "step", "nimg", "timestamp")}, record["nimg"])
+
+    def write_image(self, tag, png, step):
+        """A PNG image (bytes, e.g. the snapshot's preview montage) in TensorBoard at `step` (nimg)."""
+        self.tensorboard.add_image(tag, png, step)
