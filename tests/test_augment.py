@@ -134,10 +134,10 @@ def test_p_and_the_accumulators_survive_a_checkpoint(tmp_path):
     pipe = augment.AugmentPipe("bgc", interval=4, kimg=0.1)
     for step in range(6):  # stop in the middle of an interval
         pipe.update(1.0, step, 4)
-    path = tf.train.Checkpoint(augment=pipe).write(str(tmp_path / "ckpt"))
+    path = tf.train.Checkpoint(augment=tf.train.Checkpoint(**pipe.variables)).write(str(tmp_path / "ckpt"))
     resumed = augment.AugmentPipe("bgc", interval=4, kimg=0.1)
-    tf.train.Checkpoint(augment=resumed).read(path).assert_consumed()
-    assert [v.numpy() for v in resumed.variables] == [v.numpy() for v in pipe.variables]
+    tf.train.Checkpoint(augment=tf.train.Checkpoint(**resumed.variables)).read(path).assert_consumed()
+    assert [v.numpy() for v in resumed.variables.values()] == [v.numpy() for v in pipe.variables.values()]
     for step in (6, 7):  # the interval finishes as if never interrupted: r_t = (1 + 1 + 0.3 + 0.3) / 4 > 0.6
         pipe.update(0.3, step, 4)
         resumed.update(0.3, step, 4)
@@ -261,7 +261,7 @@ data = strategy.distribute_datasets_from_function(
     lambda ctx: tf.data.Dataset.from_tensor_slices(volumes).repeat().batch(ctx.get_per_replica_batch_size(8)))
 it = iter(data)
 out = [{k: float(v) for k, v in step(next(it), i).items()} for i in range(4)]
-print("RESULT" + json.dumps({"stats": out, "p": [float(v) for v in strategy.experimental_local_results(pipe.p)],
+print("RESULT" + json.dumps({"stats": out, "p": [float(v) for v in strategy.experimental_local_results(pipe.p.value)],
                               "replicas": strategy.num_replicas_in_sync}))
 """
 

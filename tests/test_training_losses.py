@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf3dstylegan import load_config
-from tf3dstylegan.training import losses, step
+from tf3dstylegan.training import losses, optimizers, step
 
 
 def softplus(x):
@@ -49,23 +49,21 @@ def test_path_length_terms_by_hand():
                                2.0 * (expected - new_mean) ** 2, rtol=1e-5)
 
 
-def test_path_length_noise_is_unit_normal_over_sqrt_voxels():
-    y = losses.path_length_noise(tf.constant([4, 8, 10, 12, 1]), tf.constant([1, 2])).numpy()
-    assert y.shape == (4, 8, 10, 12, 1)
-    np.testing.assert_allclose(y.std() * np.sqrt(8 * 10 * 12), 1.0, atol=0.05)
+def test_path_length_probe_scale_is_one_over_sqrt_voxels():
+    assert losses.path_length_scale((4, 8, 10, 12, 1)) == pytest.approx(1.0 / np.sqrt(8 * 10 * 12), rel=1e-12)
 
 
 def test_lazy_regularisation_adjusts_adam_and_ema_half_life():
-    opt = step.make_optimizer(0.002, 0.0, 0.99, 1e-8, interval=16, precision="float32")
+    opt = optimizers.make_optimizer(0.002, 0.0, 0.99, 1e-8, interval=16, precision="float32")
     c = 16 / 17
     np.testing.assert_allclose(float(opt.learning_rate), 0.002 * c, rtol=1e-6)
     np.testing.assert_allclose(opt.beta_2, 0.99 ** c, rtol=1e-7)
     assert opt.beta_1 == 0.0
-    plain = step.make_optimizer(0.002, 0.0, 0.99, 1e-8, interval=None, precision="float32")
+    plain = optimizers.make_optimizer(0.002, 0.0, 0.99, 1e-8, interval=None, precision="float32")
     np.testing.assert_allclose(float(plain.learning_rate), 0.002, rtol=1e-6)
-    loss_scaled = step.make_optimizer(0.002, 0, 0.99, 1e-8, 4, "mixed_float16")
+    loss_scaled = optimizers.make_optimizer(0.002, 0, 0.99, 1e-8, 4, "mixed_float16")
     assert isinstance(loss_scaled, keras.optimizers.LossScaleOptimizer)
-    np.testing.assert_allclose(step.ema_beta(8, 10.0), 0.999446, atol=1e-6)  # docs/original-code.md: mb 8 -> 0.999446
+    np.testing.assert_allclose(optimizers.ema_beta(8, 10.0), 0.999446, atol=1e-6)  # docs/original-code.md: mb 8 -> 0.999446
 
 
 def tiny_config(**overrides):

@@ -53,3 +53,9 @@ def minimizer(loss_fn, variables, optimizer, models=()):
     read the (constant) variables of `models`. The optimizer must be built on `variables`."""
     return _functions().minimizer(loss_fn, variables, optimizer, models)
 
+
+def StatelessRandom(seed):  # noqa: N802 (a class on each backend)
+    """The backend's stateless random source: `.normal(shape)`, `.uniform(shape, minval, maxval)`, `.child(tag)`,
+    from a seed (an int [2] tensor on TensorFlow, a PRNG key on JAX)."""
+    return importlib.import_module(f"tf3dstylegan.backend.{name()}.random").StatelessRandom(seed)
+

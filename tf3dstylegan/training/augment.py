@@ -4,8 +4,8 @@ As StyleGAN2-ADA (Karras et al. 2020) in 2D: every image D sees (reals and fakes
 and each transform is applied to each sample independently with probability p. While p stays below ~0.8
 the augmented distributions stay distinct, so G does not learn the augmentations ("non-leaking"). The
 geometric transforms compose into one affine map per sample, applied by trilinear resampling with mirror
-reflection at the borders; the intensity transforms follow. All draws are stateless, from a seed per call,
-so a training step stays reproducible after a resume. Gradients flow to the input volumes (any order).
+reflection at the borders; the intensity transforms follow. All draws are stateless, from a seed per call
+(`tf3dstylegan.backend.StatelessRandom`), so a training step stays reproducible after a resume. Gradients flow to the input volumes (any order).
 
 Transforms (in the order applied; ADA's strengths where ADA has the transform):
   xflip       left-right flip (axis X), half of the time (only on request: brains are not symmetric)
@@ -25,8 +25,10 @@ contrast gamma, f = bias_field, n = noise, o = cutout, x = xflip; or comma-separ
 """
 import math
 
-import tensorflow as tf
+import keras
+from keras import ops
 
+from tf3dstylegan import backend
 from tf3dstylegan.ops.resample3d import affine_resample
 
 TRANSFORMS = ("xflip", "xint", "scale", "rotate", "aniso", "xfrac",
@@ -59,38 +61,37 @@ def parse_pipeline(spec):
 # --- geometry: [B, 4, 4] homogeneous maps of centred voxel coordinates ---
 def _matrix(rows, batch):
     """[B, 4, 4] from 4 rows of 4 entries, each a Python float or a [B] tensor."""
-    entries = [tf.fill([batch], float(e)) if isinstance(e, (int, float)) else e for row in rows for e in row]
-    return tf.reshape(tf.stack(entries, axis=-1), [batch, 4, 4])
+    entries = [ops.full((batch,), float(e)) if isinstance(e, (int, float)) else e for row in rows for e in row]
+    return ops.reshape(ops.stack(entries, axis=-1), (batch, 4, 4))
 
 
 def translation(t):
     """t [B, 3] voxels -> [B, 4, 4]."""
-    batch = tf.shape(t)[0]
-    return _matrix([[1, 0, 0, t[:, 0]], [0, 1, 0, t[:, 1]], [0, 0, 1, t[:, 2]], [0, 0, 0, 1]], batch)
+    return _matrix([[1, 0, 0, t[:, 0]], [0, 1, 0, t[:, 1]], [0, 0, 1, t[:, 2]], [0, 0, 0, 1]], ops.shape(t)[0])
 
 
 def scaling(s):
     """s [B, 3] factors per axis -> [B, 4, 4]."""
-    return tf.linalg.diag(tf.concat([s, tf.ones_like(s[:, :1])], axis=1))
+    return ops.eye(4)[None] * ops.concatenate([s, ops.ones_like(s[:, :1])], axis=1)[:, None, :]
 
 
 def rotation(theta, axis):
     """theta [B] radians about axis 0, 1 or 2 (right-handed) -> [B, 4, 4]."""
     i, j = [a for a in range(3) if a != axis]
     rows = [[1.0 if r == c else 0.0 for c in range(4)] for r in range(4)]
-    cos, sin = tf.cos(theta), tf.sin(theta)
+    cos, sin = ops.cos(theta), ops.sin(theta)
     rows[i][i], rows[i][j], rows[j][i], rows[j][j] = cos, -sin, sin, cos
-    return _matrix(rows, tf.shape(theta)[0])
+    return _matrix(rows, ops.shape(theta)[0])
 
 
 def log_bias_field(coeffs, shape):
     """[B, X, Y, Z, 1] quadratic polynomial with coeffs [B, 9] of x, y, z, x², y², z² (centred), xy, xz, yz
     on coordinates in [-1, 1]; built from 1-D and 2-D pieces (no full-size basis)."""
-    x, y, z = [tf.linspace(-1.0, 1.0, n) for n in shape]
+    x, y, z = [ops.linspace(-1.0, 1.0, n) for n in shape]
     c = [coeffs[:, k, None] for k in range(9)]                                              # [B, 1] each
 
     def centred_square(t):
-        return t * t - tf.reduce_mean(t * t)
+        return t * t - ops.mean(t * t)
     along_x, along_y, along_z = (c[k] * t + c[k + 3] * centred_square(t) for k, t in enumerate((x, y, z)))
     xy = c[6][:, :, None] * x[:, None] * y[None, :]                                         # [B, X, Y]
     xz = c[7][:, :, None] * x[:, None] * z[None, :]                                         # [B, X, Z]
@@ -100,42 +101,28 @@ def log_bias_field(coeffs, shape):
     return field[..., None]
 
 
+def _per_sample(values):
+    """[B] -> [B, 1, 1, 1, 1], to scale volumes sample by sample."""
+    return ops.reshape(values, (-1, 1, 1, 1, 1))
+
+
 def _where_any(flags, transform, x):
     """transform(x) for the samples where flags [B], x elsewhere; no work when no flag is set."""
-    return tf.cond(tf.reduce_any(flags),
-                   lambda: tf.where(tf.reshape(flags, [-1, 1, 1, 1, 1]), transform(), x), lambda: x)
+    return ops.cond(ops.any(flags), lambda: ops.where(_per_sample(flags), transform(), x), lambda: x)
 
 
 def _exp2(x):
-    return tf.pow(2.0, x)
+    return ops.power(2.0, x)
 
 
-class _Draws:
-    """Independent stateless draws from one seed: draw k uses fold_in(seed, k)."""
+class AugmentPipe:
+    """The augmentation pipe and its probability p (a Keras variable, with ADA's r_t accumulators).
 
-    def __init__(self, seed):
-        self.seed, self.count = seed, 0
-
-    def seed_next(self):
-        self.count += 1
-        return tf.random.experimental.stateless_fold_in(self.seed, self.count)
-
-    def uniform(self, shape):
-        return tf.random.stateless_uniform(shape, self.seed_next())
-
-    def normal(self, shape):
-        return tf.random.stateless_normal(shape, self.seed_next())
-
-
-class AugmentPipe(tf.Module):
-    """The augmentation pipe and its probability p (a variable, with ADA's r_t accumulators).
-
-    Create it under the training strategy's scope. `pipe(volumes, seed)` augments (replica context);
-    `pipe.update(rt, step, batch)` applies ADA's heuristic after each step (cross-replica context).
-    mode "ada" adjusts p toward `target`, "fixed" keeps p constant."""
+    Create it under the training strategy's scope (TensorFlow). `pipe(volumes, seed)` augments (a replica's part
+    of the batch); `pipe.update(rt, step, batch)` applies ADA's heuristic after each step (on the host; the
+    cross-replica context on TensorFlow). mode "ada" adjusts p toward `target`, "fixed" keeps p constant."""
 
     def __init__(self, pipeline="bgc", mode="ada", p=0.0, target=0.6, interval=4, kimg=500.0, strengths=None):
-        super().__init__(name="augment_pipe")
         if mode not in MODES[:2]:
             raise ValueError(f"augmentation mode {mode!r}: expected 'ada' or 'fixed' ('none' means no pipe)")
         if not 0.0 <= p <= 1.0 or not 0.0 < target <= 1.0 or interval < 1 or kimg <= 0:
@@ -147,101 +134,106 @@ class AugmentPipe(tf.Module):
         self.pipeline, self.transforms, self.mode = pipeline, parse_pipeline(pipeline), mode
         self.target, self.interval, self.kimg = float(target), int(interval), float(kimg)
         self.strengths = dict(STRENGTHS, **(strengths or {}))
-        sync = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_WRITE,
-                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.p = tf.Variable(float(p), dtype=tf.float32, name="augment_p", **sync)
-        self.rt_sum = tf.Variable(0.0, dtype=tf.float32, name="augment_rt_sum", **sync)
-        self.rt_count = tf.Variable(0, dtype=tf.int64, name="augment_rt_count", **sync)
+        sync = dict(trainable=False, synchronization="on_write", aggregation="only_first_replica")
+        self.p = keras.Variable(float(p), dtype="float32", name="augment_p", **sync)
+        self.rt_sum = keras.Variable(0.0, dtype="float32", name="augment_rt_sum", **sync)
+        self.rt_count = keras.Variable(0, dtype="int64", name="augment_rt_count", **sync)
 
-    @tf.autograph.experimental.do_not_convert
+    @property
+    def variables(self):
+        """{name: variable} of p and the r_t accumulators: what a checkpoint keeps."""
+        return {"p": self.p, "rt_sum": self.rt_sum, "rt_count": self.rt_count}
+
     def __call__(self, images, seed):
-        """images [B, X, Y, Z, C] (any float dtype; computed in float32), seed [2] int -> augmented images."""
-        x = tf.cast(images, tf.float32)
-        draws, batch, shape = _Draws(seed), tf.shape(x)[0], tuple(x.shape[1:4])
-        p = tf.cast(self.p, tf.float32)
-        has = self.transforms.__contains__
+        """images [B, X, Y, Z, C] (any float dtype; computed in float32), seed: the backend's stateless seed (an int
+        [2] tensor on TensorFlow, a PRNG key on JAX) -> augmented images."""
+        x = ops.cast(images, "float32")
+        draws, batch, shape = backend.StatelessRandom(seed), ops.shape(x)[0], tuple(x.shape[1:4])
+        p = ops.cast(self.p, "float32")
+        has, s = self.transforms.__contains__, self.strengths
         if any(map(has, GEOMETRIC)):
             matrix, moved = self._geometry(draws, batch, p, shape)
             x = affine_resample(x, matrix, moved)
 
         def chance():
-            return draws.uniform([batch]) < p
+            return draws.uniform((batch,)) < p
         if has("bias_field"):
             on = chance()
-            coeffs = draws.normal([batch, 9]) * (self.strengths["bias_field_std"] / 3.0)
-            x = _where_any(on, lambda: x + (x + 1.0) * tf.math.expm1(log_bias_field(coeffs, shape)), x)
+            coeffs = draws.normal((batch, 9)) * (s["bias_field_std"] / 3.0)
+            x = _where_any(on, lambda: x + (x + 1.0) * ops.expm1(log_bias_field(coeffs, shape)), x)
         if has("gamma"):
             on = chance()
-            gamma = tf.reshape(_exp2(draws.normal([batch]) * self.strengths["gamma_std"]), [-1, 1, 1, 1, 1])
+            gamma = _per_sample(_exp2(draws.normal((batch,)) * s["gamma_std"]))
             x = _where_any(on, lambda: gamma_curve(x, gamma), x)
         if has("brightness") or has("contrast"):
             bright = _where_on(draws, batch, p, has("brightness"),
-                               lambda: draws.normal([batch]) * self.strengths["brightness_std"], 0.0)
+                               lambda: draws.normal((batch,)) * s["brightness_std"], 0.0)
             contrast = _where_on(draws, batch, p, has("contrast"),
-                                 lambda: _exp2(draws.normal([batch]) * self.strengths["contrast_std"]), 1.0)
-            on = (bright[1] | contrast[1])
-            x = _where_any(on, lambda: (x + tf.reshape(bright[0], [-1, 1, 1, 1, 1]))
-                           * tf.reshape(contrast[0], [-1, 1, 1, 1, 1]), x)
+                                 lambda: _exp2(draws.normal((batch,)) * s["contrast_std"]), 1.0)
+            on = bright[1] | contrast[1]
+            x = _where_any(on, lambda: (x + _per_sample(bright[0])) * _per_sample(contrast[0]), x)
         if has("noise"):
-            on, noise_seed = chance(), draws.seed_next()
-            sigma = tf.reshape(tf.abs(draws.normal([batch])) * self.strengths["noise_std"], [-1, 1, 1, 1, 1])
-            x = _where_any(on, lambda: x + tf.random.stateless_normal(tf.shape(x), noise_seed) * sigma, x)
+            on, noise_draws = chance(), draws.child(0)
+            sigma = _per_sample(ops.abs(draws.normal((batch,))) * s["noise_std"])
+            x = _where_any(on, lambda: x + noise_draws.normal(ops.shape(x)) * sigma, x)
         if has("cutout"):
-            on, centre = chance(), draws.uniform([batch, 3])
-            x = _where_any(on, lambda: x * (1.0 - cutout_box(centre, self.strengths["cutout_size"], shape)), x)
-        return tf.cast(x, images.dtype)
+            on, centre = chance(), draws.uniform((batch, 3))
+            x = _where_any(on, lambda: x * (1.0 - cutout_box(centre, s["cutout_size"], shape)), x)
+        return ops.cast(x, images.dtype)
 
-    @tf.autograph.experimental.do_not_convert
     def _geometry(self, draws, batch, p, shape):
         """(matrix [B, 4, 4] from centred output to centred input voxel coordinates, moved [B] bool)."""
-        s, sizes = self.strengths, tf.constant(shape, tf.float32)
-        matrix, moved = tf.eye(4, batch_shape=[batch]), tf.zeros([batch], tf.bool)
+        s, sizes = self.strengths, ops.convert_to_tensor(shape, "float32")
+        matrix, moved = ops.tile(ops.eye(4)[None], (batch, 1, 1)), ops.zeros((batch,), "bool")
 
         def chance():
-            return draws.uniform([batch]) < p
+            return draws.uniform((batch,)) < p
+
+        def then(transform, on):
+            return ops.matmul(matrix, transform), moved | on
         if "xflip" in self.transforms:
-            on = chance() & (draws.uniform([batch]) < 0.5)
-            matrix = matrix @ scaling(tf.stack([tf.where(on, -1.0, 1.0), tf.ones([batch]), tf.ones([batch])], 1))
-            moved |= on
+            on = chance() & (draws.uniform((batch,)) < 0.5)
+            ones = ops.ones((batch,))
+            matrix, moved = then(scaling(ops.stack([ops.where(on, -1.0, 1.0), ones, ones], axis=1)), on)
         if "xint" in self.transforms:
             on = chance()
-            shift = tf.round((draws.uniform([batch, 3]) * 2.0 - 1.0) * s["xint_max"] * sizes)
-            matrix, moved = matrix @ translation(-tf.where(on[:, None], shift, 0.0)), moved | on
+            shift = ops.round((draws.uniform((batch, 3)) * 2.0 - 1.0) * s["xint_max"] * sizes)
+            matrix, moved = then(translation(-ops.where(on[:, None], shift, 0.0)), on)
         if "scale" in self.transforms:
             on = chance()
-            factor = tf.where(on, _exp2(draws.normal([batch]) * s["scale_std"]), 1.0)
-            matrix, moved = matrix @ scaling(tf.tile(1.0 / factor[:, None], [1, 3])), moved | on
+            factor = ops.where(on, _exp2(draws.normal((batch,)) * s["scale_std"]), 1.0)
+            matrix, moved = then(scaling(ops.tile(1.0 / factor[:, None], (1, 3))), on)
         if "rotate" in self.transforms:
             for axis in range(3):
                 on = chance()
-                theta = (draws.uniform([batch]) * 2.0 - 1.0) * math.pi * s["rotate_max"]
-                matrix, moved = matrix @ rotation(-tf.where(on, theta, 0.0), axis), moved | on
+                theta = (draws.uniform((batch,)) * 2.0 - 1.0) * math.pi * s["rotate_max"]
+                matrix, moved = then(rotation(-ops.where(on, theta, 0.0), axis), on)
         if "aniso" in self.transforms:
             on = chance()
-            log2 = draws.normal([batch, 3]) * s["aniso_std"]
-            factor = tf.where(on[:, None], _exp2(log2 - tf.reduce_mean(log2, axis=1, keepdims=True)), 1.0)
-            matrix, moved = matrix @ scaling(1.0 / factor), moved | on
+            log2 = draws.normal((batch, 3)) * s["aniso_std"]
+            factor = ops.where(on[:, None], _exp2(log2 - ops.mean(log2, axis=1, keepdims=True)), 1.0)
+            matrix, moved = then(scaling(1.0 / factor), on)
         if "xfrac" in self.transforms:
             on = chance()
-            shift = draws.normal([batch, 3]) * s["xfrac_std"] * sizes
-            matrix, moved = matrix @ translation(-tf.where(on[:, None], shift, 0.0)), moved | on
+            shift = draws.normal((batch, 3)) * s["xfrac_std"] * sizes
+            matrix, moved = then(translation(-ops.where(on[:, None], shift, 0.0)), on)
         return matrix, moved
 
     def update(self, real_sign_mean, step, batch_size):
-        """ADA's heuristic after training step `step` (0-based; cross-replica context).
+        """ADA's heuristic after training step `step` (0-based; on the host).
 
         Accumulates real_sign_mean = E[sign(D(augmented reals))] of the step; after every `interval` steps
         moves p by sign(r_t - target) * batch * interval / (kimg * 1000), r_t the interval's mean, clipped
         to [0, 1]. Returns r_t when p was adjusted, else None. Fixed mode: p stays; returns None."""
         if self.mode != "ada":
             return None
-        self.rt_sum.assign_add(tf.cast(real_sign_mean, tf.float32))
-        self.rt_count.assign_add(1)
+        self.rt_sum.assign(self.rt_sum + ops.cast(real_sign_mean, "float32"))
+        self.rt_count.assign(self.rt_count + 1)
         if (int(step) + 1) % self.interval:
             return None
-        rt = self.rt_sum / tf.cast(self.rt_count, tf.float32)
-        adjust = tf.sign(rt - self.target) * (batch_size * self.interval) / (self.kimg * 1000.0)
-        self.p.assign(tf.clip_by_value(self.p + adjust, 0.0, 1.0))
+        rt = self.rt_sum / ops.cast(self.rt_count, "float32")
+        adjust = ops.sign(rt - self.target) * (batch_size * self.interval) / (self.kimg * 1000.0)
+        self.p.assign(ops.clip(self.p + adjust, 0.0, 1.0))
         self.rt_sum.assign(0.0)
         self.rt_count.assign(0)
         return rt
@@ -250,17 +242,17 @@ class AugmentPipe(tf.Module):
 def _where_on(draws, batch, p, enabled, value, neutral):
     """(per-sample parameter [B]: value() with probability p else neutral, applied [B] bool)."""
     if not enabled:
-        return tf.fill([batch], neutral), tf.zeros([batch], tf.bool)
-    on = draws.uniform([batch]) < p
-    return tf.where(on, value(), neutral), on
+        return ops.full((batch,), neutral), ops.zeros((batch,), "bool")
+    on = draws.uniform((batch,)) < p
+    return ops.where(on, value(), neutral), on
 
 
 def gamma_curve(x, gamma):
     """Signal u = (x + 1) / 2 in [0, 1] -> ((u + e)^g - e^g) / ((1 + e)^g - e^g); linear beyond [0, 1]."""
     u = (x + 1.0) * 0.5
-    inside = tf.clip_by_value(u, 0.0, 1.0)
+    inside = ops.clip(u, 0.0, 1.0)
     eps = GAMMA_EPS
-    curve = (tf.pow(inside + eps, gamma) - eps ** gamma) / ((1.0 + eps) ** gamma - eps ** gamma)
+    curve = (ops.power(inside + eps, gamma) - eps ** gamma) / ((1.0 + eps) ** gamma - eps ** gamma)
     return 2.0 * (curve + u - inside) - 1.0
 
 
@@ -268,8 +260,8 @@ def cutout_box(centre, size, shape):
     """[B, X, Y, Z, 1] 1 inside the box of `size` (fraction of each axis) at `centre` [B, 3] in [0, 1], else 0."""
     inside = []
     for axis, n in enumerate(shape):
-        position = (tf.range(n, dtype=tf.float32) + 0.5) / n
-        inside.append(tf.cast(tf.abs(position[None] - centre[:, axis:axis + 1]) < size / 2.0, tf.float32))
+        position = (ops.arange(n, dtype="float32") + 0.5) / n
+        inside.append(ops.cast(ops.abs(position[None] - centre[:, axis:axis + 1]) < size / 2.0, "float32"))
     box = inside[0][:, :, None, None] * inside[1][:, None, :, None] * inside[2][:, None, None, :]
     return box[..., None]
 

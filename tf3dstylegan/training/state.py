@@ -9,7 +9,8 @@ import tensorflow as tf
 from tf3dstylegan import checkpoints
 from tf3dstylegan.config import Config
 from tf3dstylegan.training.augment import AugmentPipe
-from tf3dstylegan.training.step import TrainStep, make_optimizer
+from tf3dstylegan.training.optimizers import make_optimizer
+from tf3dstylegan.training.step import TrainStep
 
 MODELS = ("G", "D", "G_ema")
 OPTIMIZERS = ("g_opt", "d_opt")
@@ -38,7 +39,7 @@ class TrainingState:
         """{name: node} of everything a resume needs, in the given checkpoint layout."""
         others = dict(step=self.step, nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean, rng=self.rng)
         if self.augment is not None:
-            others["augment"] = self.augment
+            others["augment"] = tf.train.Checkpoint(**self.augment.variables)
         return checkpoints.nodes({m: getattr(self, m) for m in MODELS}, {o: getattr(self, o) for o in OPTIMIZERS},
                                  others, layout=layout)
 

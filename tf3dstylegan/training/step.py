@@ -6,30 +6,15 @@ noise maps and style mixing use stateless ops seeded from it per phase and repli
 reproducible after a resume and, without noise maps and style mixing, independent of how the batch is split
 over replicas. Losses are averaged over the global batch, so summing gradients over replicas gives its mean.
 """
-import tensorflow as tf
 import keras
+import tensorflow as tf
 
+from tf3dstylegan.backend.tensorflow.random import StatelessRandom
 from tf3dstylegan.training import losses
+from tf3dstylegan.training.optimizers import ema_beta
 
 # fold_in tags of the augmentation seeds (far above the number of StatelessRandom calls in a step).
 AUGMENT_G_FAKES, AUGMENT_D_REALS, AUGMENT_D_FAKES = 1001, 1002, 1003
-
-
-def lazy_factor(interval):
-    """c = interval / (interval + 1) for lazy regularisation (1 when regularising every step)."""
-    return 1.0 if interval is None else interval / (interval + 1.0)
-
-
-def make_optimizer(lr, beta1, beta2, epsilon, interval, precision):
-    """Adam with lazy regularisation's adjustment (lr * c, beta ** c); loss-scaled for float16."""
-    c = lazy_factor(interval)
-    opt = keras.optimizers.Adam(learning_rate=lr * c, beta_1=beta1 ** c, beta_2=beta2 ** c, epsilon=epsilon)
-    return keras.optimizers.LossScaleOptimizer(opt) if precision == "mixed_float16" else opt
-
-
-def ema_beta(batch_size, ema_kimg):
-    """Per-step G_ema decay for a half-life of ema_kimg thousand images."""
-    return 0.5 ** (batch_size / (ema_kimg * 1000.0)) if ema_kimg > 0 else 0.0
 
 
 class TrainStep:
@@ -73,13 +58,13 @@ class TrainStep:
         """Run one iteration on distributed reals; returns {name: float tensor} of global-batch means."""
         key = self.phases(step)
         if key not in self._functions:
-            self._functions[key] = tf.function(lambda r: self._step(r, *key), jit_compile=self.jit)
+            self._functions[key] = tf.function(lambda r: self._step(r, *key), jit_compile=self.jit, autograph=False)
         per_replica = self._functions[key](reals)
         # Summed outside the step function: a collective issued inside it could pair up with another
         # replica's gradient all-reduce.
         out = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
         if self.augment is not None:
-            out["aug/p"] = self.augment.p.read_value()  # the p this step used
+            out["aug/p"] = tf.identity(self.augment.p.value)  # the p this step used
             self.augment.update(out["aug/rt"], step, self.batch)
         return out
 
@@ -108,7 +93,7 @@ class TrainStep:
     def _pl_probe(self):
         """Image-space directions y of the path-length probe for the global PL batch: [pl_batch, X, Y, Z, C]."""
         shape = [self.pl_batch, *self.G.img_shape, self.G.num_channels]
-        return losses.path_length_noise(shape, self.rng.make_seeds(1)[:, 0])
+        return tf.random.stateless_normal(shape, self.rng.make_seeds(1)[:, 0]) * losses.path_length_scale(shape)
 
     def _run(self, fn, *args):
         return self.strategy.run(fn, args=args)
@@ -155,7 +140,7 @@ class TrainStep:
     def _g_main(self, z, seed, pl_z=None, pl_probe=None):
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
-            rand = StatelessRandom(seed)
+            rand = replica_random(seed)
             _, fake, labels = self._generate(self._slice(z, self.local_batch), rand)
             logits = self._discriminate(fake, labels, rand, AUGMENT_G_FAKES)
             loss = self._average(losses.g_nonsaturating(logits), self.batch)
@@ -172,7 +157,7 @@ class TrainStep:
         variables = self.G.trainable_variables
         with tf.GradientTape() as tape:
             stats = self._path_length_reg(self._slice(z, self.pl_local), self._slice(pl_probe, self.pl_local),
-                                          StatelessRandom(seed), float(self.cfg.g_reg_interval), tape)
+                                          replica_random(seed), float(self.cfg.g_reg_interval), tape)
         self._apply(self.g_opt, stats["loss/G_reg"], variables, tape)
         return stats
 
@@ -201,7 +186,7 @@ class TrainStep:
         """D logits of volumes (with their labels or None), augmented first when the step has a pipe (seeded from
         rand's seed and tag)."""
         if self.augment is not None:
-            volumes = self.augment(volumes, tf.random.experimental.stateless_fold_in(rand.seed, tag))
+            volumes = self.augment(volumes, rand.child(tag).seed)
         return self.D(volumes, labels, training=True, checkpoint=checkpoint)
 
     def _d_main(self, reals, z, seed):
@@ -215,22 +200,25 @@ class TrainStep:
     def _d_objective(self, reals, z, seed, main, reg, scale):
         """D logistic loss and/or R1 (on reals) / R2 (on fakes) penalty, one optimizer step."""
         r1 = self.cfg.d_loss == "logistic_r1"
-        rand = StatelessRandom(seed)
+        rand = replica_random(seed)
         reals, real_labels = reals if isinstance(reals, tuple) else (reals, None)
-        _, fake, fake_labels = self._generate(self._slice(z, self.local_batch), rand)
-        fake = tf.stop_gradient(fake)
-        reals = tf.cast(reals, fake.dtype)
+        needs_fakes = main or not r1  # R1 alone looks at reals only: no generator pass (nor w_avg update)
+        fake, fake_labels = None, None
+        if needs_fakes:
+            _, fake, fake_labels = self._generate(self._slice(z, self.local_batch), rand)
+            fake = tf.stop_gradient(fake)
+        reals = tf.cast(reals, tf.float32)  # as the generator's volumes
         variables = self.D.trainable_variables
         stats = {}
         with tf.GradientTape() as tape:
             with tf.GradientTape() as inner:
-                inner.watch([reals, fake])
+                inner.watch([reals] + ([fake] if needs_fakes else []))
                 checkpoint = False if reg else None  # R1/R2 need second-order gradients
                 # Augmented inside the tape: R1/R2 differentiate w.r.t. the un-augmented volumes, as ADA does.
                 real_logits = (self._discriminate(reals, real_labels, rand, AUGMENT_D_REALS, checkpoint)
-                               if (main or (reg and r1)) else None)
+                               if (main or r1) else None)
                 fake_logits = (self._discriminate(fake, fake_labels, rand, AUGMENT_D_FAKES, checkpoint)
-                               if (main or (reg and not r1)) else None)
+                               if needs_fakes else None)
                 probed = real_logits if r1 else fake_logits
                 probe = tf.reduce_sum(tf.cast(probed, tf.float32)) if reg else None
             total = 0.0
@@ -251,21 +239,7 @@ class TrainStep:
         return stats
 
 
-class StatelessRandom:
-    """normal/uniform like tf.random.Generator, from stateless ops: call k (1, 2, ...) of replica r uses
-    fold_in(fold_in(seed, r), k)."""
-
-    def __init__(self, seed):
-        rid = tf.distribute.get_replica_context().replica_id_in_sync_group
-        self.seed = tf.random.experimental.stateless_fold_in(tf.reshape(seed, [2]), rid)
-        self.calls = 0
-
-    def next_seed(self):
-        self.calls += 1
-        return tf.random.experimental.stateless_fold_in(self.seed, self.calls)
-
-    def normal(self, shape, mean=0.0, stddev=1.0, dtype=tf.float32):
-        return tf.random.stateless_normal(shape, self.next_seed(), mean, stddev, dtype)
-
-    def uniform(self, shape, minval=0.0, maxval=1.0, dtype=tf.float32):
-        return tf.random.stateless_uniform(shape, self.next_seed(), minval, maxval, dtype)
+def replica_random(seed):
+    """This replica's stateless source of a step phase's seed [1, 2]: call k uses fold_in(fold_in(seed, replica), k)."""
+    rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return StatelessRandom(tf.reshape(seed, [2])).child(rid)

@@ -4,12 +4,12 @@ import tensorflow as tf
 
 def compiled(fn, models=()):
     """fn(*tensors) as a tf.function; Keras variables are read when it runs."""
-    return tf.function(fn, reduce_retracing=True)
+    return tf.function(fn, reduce_retracing=True, autograph=False)
 
 
 def minimizer(loss_fn, variables, optimizer, models=()):
     """step(*args) -> loss: one optimizer step on `variables` (Keras variables) for loss_fn(*args)."""
-    @tf.function
+    @tf.function(autograph=False)
     def step(*args):
         with tf.GradientTape() as tape:
             loss = loss_fn(*args)

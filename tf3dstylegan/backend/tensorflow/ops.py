@@ -119,7 +119,7 @@ def linear_with_adjoint(forward, adjoint, jit=False):
     exact to any order, and nothing but the constants is kept for the backward pass (plain autodiff of a
     convolution or a gather keeps its input). jit: run both as XLA functions."""
     if jit:
-        forward, adjoint = (tf.function(f, jit_compile=True) for f in (forward, adjoint))
+        forward, adjoint = (tf.function(f, jit_compile=True, autograph=False) for f in (forward, adjoint))
 
     @tf.custom_gradient
     def apply(x, *constants):
