@@ -17,6 +17,7 @@ from typing import Optional, Tuple
 G_ARCHITECTURES = ("orig", "skip", "resnet")
 D_ARCHITECTURES = ("orig", "skip", "resnet")
 D_LOSSES = ("logistic", "logistic_r1", "logistic_r2")
+DATA_NORMALIZATIONS = ("", "none", "minmax", "percentile")  # "": not recorded
 MAX_RESOLUTION_LOG2 = 10  # base 5x6x7 at R=8 is 1 mm; 10 is far beyond any scanner
 MAX_WIDTH = 4096  # feature maps, latent and mapping widths
 
@@ -52,6 +53,9 @@ class ModelConfig:
     # A conditional network's covariates: the JSON of tf3dstylegan.data.labels.LabelEncoding ("" when none), so
     # that a generator knows its covariates by name.
     label_encoding: str = ""
+    # How the training data's intensities were mapped to [0, 1] (the dataset tool's --normalize; "" unknown), so
+    # that a scan projected into the network is normalised the same way.
+    data_normalize: str = ""
 
     def __post_init__(self):
         _validate(self)
@@ -150,7 +154,8 @@ _RANGES = {
     "d_reg_interval": (1, None), "ema_kimg": (0.0, None), "total_kimg": (0.0, None), "tick_kimg": (1e-6, None),
     "snapshot_ticks": (1, None),
 }
-_CHOICES = {"g_architecture": G_ARCHITECTURES, "d_architecture": D_ARCHITECTURES, "d_loss": D_LOSSES}
+_CHOICES = {"g_architecture": G_ARCHITECTURES, "d_architecture": D_ARCHITECTURES, "d_loss": D_LOSSES,
+            "data_normalize": DATA_NORMALIZATIONS}
 
 
 def _expected(field, kind, value):
