@@ -127,6 +127,12 @@ def print_summary(summary):
     if summary["num_clipped"]:
         print(f"{summary['num_clipped']} volumes had values outside [0, 1] and were clipped "
               "(consider --normalize percentile)")
+    for path, fraction in summary["clipped"]:
+        print(f"warning: {path}: --normalize {summary['normalize']} clipped {100 * fraction:.1f}% of its voxels")
+    for line in summary["touching"][:10]:
+        print(line)
+    if len(summary["touching"]) > 10:
+        print(f"... and {len(summary['touching']) - 10} more volumes touch a face of the grid")
     if summary["skipped"]:
         print(f"skipped {len(summary['skipped'])} bad files:")
         for line in summary["skipped"]:

@@ -8,6 +8,7 @@ Folders without the file (made before it existed, or by the original code) have 
 import json
 from pathlib import Path
 
+from tf3dstylegan.data.volumes import DataError
 from tf3dstylegan.io import write_json_atomic
 
 DATASET_FILE = "dataset.json"
@@ -16,10 +17,14 @@ FORMAT = "tf3dstylegan-dataset-v1"
 
 
 def write_dataset_record(records_dir, *, normalize, base_size, img_shape, voxel_size=None) -> Path:
-    """Write `<records_dir>/dataset.json` atomically; returns its path."""
-    return write_json_atomic(Path(records_dir) / DATASET_FILE, {
-        "format": FORMAT, "normalize": normalize, "base_size": [int(b) for b in base_size],
-        "img_shape": [int(s) for s in img_shape], "voxel_size": None if voxel_size is None else float(voxel_size)})
+    """Write `<records_dir>/dataset.json` atomically; returns its path (DataError naming it when it cannot)."""
+    path = Path(records_dir) / DATASET_FILE
+    try:
+        return write_json_atomic(path, {
+            "format": FORMAT, "normalize": normalize, "base_size": [int(b) for b in base_size],
+            "img_shape": [int(s) for s in img_shape], "voxel_size": None if voxel_size is None else float(voxel_size)})
+    except OSError as err:
+        raise DataError(path, f"cannot write: {err.strerror or err}") from None
 
 
 def recorded_normalization(records_dir) -> str:
