@@ -46,7 +46,10 @@ def _claimed_config(path, archive):
         raise NetworkFileError(f"{path}: {KERAS_CONFIG} is {info.file_size:,} bytes, not a model description")
     try:
         description = json.loads(archive.read(KERAS_CONFIG))
-        return description.get("class_name"), load_model_config(description["config"]["config"])
+        claimed = description["config"]["config"]
+        if not isinstance(claimed, dict):  # a preset name or a .json path would be read from outside the archive
+            raise ValueError(f"its model config is a {type(claimed).__name__}, not the config itself")
+        return description.get("class_name"), load_model_config(claimed)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise NetworkFileError(f"{path}: not a tf3dstylegan network ({str(err).splitlines()[0] if str(err) else err!r})") \
             from None
@@ -72,8 +75,26 @@ def load_keras_model(path, expected=("Generator",)):
                                f"at least {cfg.min_generator_bytes():,} bytes of weights, but stores {stored:,}")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, OSError, KeyError, TypeError) as err:
+    except (ValueError, OSError, KeyError, TypeError, AttributeError) as err:  # e.g. a string as a dtype policy
         raise NetworkFileError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0]})") from None
+
+
+def claimed_config(path):
+    """The ModelConfig a network file or folder (as load_network takes) claims, read without building anything."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "G_ema.keras").is_file():
+            return claimed_config(path / "G_ema.keras")
+        return run_config(path).model
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return _claimed_config(path, archive)[1]
+        except (zipfile.BadZipFile, KeyError):
+            raise NetworkFileError(f"{path}: not a .keras file (not a zip archive with {KERAS_CONFIG})") from None
+    from tf3dstylegan.legacy import config_from_states, read_legacy_pickle
+    G, D, _ = read_legacy_pickle(path)
+    return config_from_states(G, D, path)[0].model
 
 
 def _load_keras_folder(path):

@@ -98,3 +98,25 @@ def differences(recorded, current) -> list:
         keys = [k for k in keys if not k.startswith("augment.") or k == "augment.aug"]
     return [f"its {_label(k)} is {_shown(old.get(k, 'not set'))} (this run: {_shown(new.get(k, 'not set'))})"
             for k in keys]
+
+
+SHAPE_FIELDS = ("base_size", "resolution_log2", "num_channels", "label_size", "latent_size", "dlatent_size",
+                "mapping_fmaps", "mapping_layers", "g_architecture", "d_architecture", "no_noise",
+                "mbstd_num_features")  # with the feature maps per level: what the variables' shapes follow
+
+
+def check_network_file(path, cfg):
+    """ValueError naming what differs when the networks of file or folder `path` (--resume NETWORK) cannot
+    initialise config `cfg`'s: the fields their variables' shapes follow."""
+    from tf3dstylegan.loading import claimed_config
+    claimed = claimed_config(path)
+    differ = [f"{name} {_shown(getattr(claimed, name))} (config {cfg.name!r}: {_shown(getattr(cfg, name))})"
+              for name in SHAPE_FIELDS if getattr(claimed, name) != getattr(cfg, name)]
+    levels = range(cfg.resolution_log2 + 1)
+    if [claimed.nf(s) for s in levels] != [cfg.nf(s) for s in levels]:
+        differ.append(f"feature maps per level {[claimed.nf(s) for s in levels]} (config {cfg.name!r}: "
+                      f"{[cfg.nf(s) for s in levels]})")
+    if differ:
+        hint = (" (a conditional network: train it on records with labels)" if claimed.label_size and not
+                cfg.label_size else " (pass the matching --cfg or --override)")
+        raise ValueError(f"{path}: its networks do not fit config {cfg.name!r}: {'; '.join(differ)}{hint}")

@@ -25,7 +25,7 @@ from tf3dstylegan.data.provenance import recorded_normalization
 from tf3dstylegan.io import preview_grid, write_json_atomic, write_png
 from tf3dstylegan.training import distribute, stats
 from tf3dstylegan.training.augment import build_augment
-from tf3dstylegan.training.job import job_identity
+from tf3dstylegan.training.job import check_network_file, job_identity
 from tf3dstylegan.training.options import TrainingOptions
 from tf3dstylegan.training.runs import RunLock, resolve_run
 from tf3dstylegan.training.state import build_state, load_weights, restore_state
@@ -68,6 +68,8 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
     chief = strategy.extended.should_checkpoint
     job = job_identity(cfg, data, opts)
     run_dir, resume_from = resolve_run(outdir, cfg.name, opts.resume, job, log)
+    if resume_from is not None and resume_from.is_file():
+        check_network_file(resume_from, cfg)  # what differs, before anything is built or written
     data_fn = _data_function(data, cfg, opts.batch, opts.seed, with_labels=label_table is not None)
     with RunLock(run_dir) if chief else contextlib.nullcontext():
         augment = None if opts.aug == "none" else (lambda: build_augment(
