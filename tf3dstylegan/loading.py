@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tf3dstylegan import checkpoints
 from tf3dstylegan.config import load_config, load_model_config
+from tf3dstylegan.data.labels import LabelEncoding
 from tf3dstylegan.legacy import LegacyFormatError, convert_legacy
 from tf3dstylegan.networks.loaded import LoadedNetworks
 
@@ -49,7 +50,10 @@ def _claimed_config(path, archive):
         claimed = description["config"]["config"]
         if not isinstance(claimed, dict):  # a preset name or a .json path would be read from outside the archive
             raise ValueError(f"its model config is a {type(claimed).__name__}, not the config itself")
-        return description.get("class_name"), load_model_config(claimed)
+        cfg = load_model_config(claimed)
+        if cfg.label_encoding:  # checked here, so that a bad one is named with the file
+            LabelEncoding.from_json(json.loads(cfg.label_encoding))
+        return description.get("class_name"), cfg
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise NetworkFileError(f"{path}: not a tf3dstylegan network ({str(err).splitlines()[0] if str(err) else err!r})") \
             from None

@@ -113,6 +113,8 @@ def check_flags(fv):
         folder = os.path.dirname(os.path.abspath(fv[name].value)) if fv[name].value else None
         if folder and not os.path.isdir(folder):
             raise flag_error(name, f"{folder}: no such folder")
+        if folder and not os.access(folder, os.W_OK | os.X_OK):  # say so before computing, not after
+            raise flag_error(name, f"{folder}: cannot be written (read-only)")
     try:
         extractors.check_weight_files(metrics, fv.inception_weights, fv.deepbet_weights, fv.medicalnet_weights)
     except ValueError as err:

@@ -6,6 +6,7 @@ A conditional network projects under the scan's known condition (--cond by covar
 as generate). Writes projected_w.npz (w, noise maps, labels), target.nii.gz, reconstruction.nii.gz,
 projection.png and report.json.
 """
+import os
 from pathlib import Path
 
 from absl import flags
@@ -43,6 +44,9 @@ def main(fv, args):
     outdir = Path(fv.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise flag_error("outdir", f"{outdir} exists and is not a folder")
+    writable = next(p for p in (outdir.absolute(), *outdir.absolute().parents) if p.exists())
+    if not os.access(writable, os.W_OK | os.X_OK):  # say so before the projection, not after it
+        raise flag_error("outdir", f"{outdir}: cannot be written ({writable} is read-only)")
     import numpy as np
     import keras
     import tf3dstylegan
