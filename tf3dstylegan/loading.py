@@ -55,8 +55,7 @@ def _claimed_config(path, archive):
             LabelEncoding.from_json(json.loads(cfg.label_encoding))
         return description.get("class_name"), cfg
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise NetworkFileError(f"{path}: not a tf3dstylegan network ({str(err).splitlines()[0] if str(err) else err!r})") \
-            from None
+        raise NetworkFileError(f"{path}: not a tf3dstylegan network ({_first_line(err)})") from None
 
 
 def load_keras_model(path, expected=("Generator",)):
@@ -81,6 +80,12 @@ def load_keras_model(path, expected=("Generator",)):
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except (ValueError, OSError, KeyError, TypeError, AttributeError) as err:  # e.g. a string as a dtype policy
         raise NetworkFileError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0]})") from None
+
+
+def _first_line(err) -> str:
+    """The first line of an exception's message (a KeyError's key unquoted), or its type's name."""
+    text = str(err.args[0]) if err.args else ""
+    return text.splitlines()[0] if text.strip() else type(err).__name__
 
 
 def claimed_config(path):
@@ -117,7 +122,7 @@ def run_config(run_dir):
     try:
         return load_config(json.loads(options.read_text(encoding="utf-8"))["config"])
     except (ValueError, KeyError, TypeError) as err:
-        raise NetworkFileError(f"{options}: unreadable ({str(err).splitlines()[0] if str(err) else err!r})") from None
+        raise NetworkFileError(f"{options}: unreadable ({_first_line(err)})") from None
 
 
 def load_run_networks(run_dir, log=print):

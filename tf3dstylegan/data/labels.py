@@ -44,7 +44,7 @@ class Covariate:
         if not np.isfinite(number):
             raise ValueError(f"covariate {self.name!r} needs a finite number, got {number!r}")
         value = (number - self.mean) / self.std
-        if not abs(value) <= np.finfo(np.float32).max:
+        if not abs(value) <= float(np.finfo(np.float32).max):
             raise ValueError(f"covariate {self.name!r} = {number!r} is too far from the data (mean {self.mean:.4g}, "
                              f"std {self.std:.4g}) to be encoded as a float32 label")
         return value
