@@ -153,3 +153,19 @@ def test_records_without_a_dataset_record_have_no_known_normalisation(tmp_path):
     assert recorded_normalization(tmp_path) == ""
     (tmp_path / "demo.json").write_text("{}")
     assert recorded_normalization(tmp_path) == "none"  # the demo stores its volumes as they are
+
+
+def test_the_default_voxel_limit_is_what_converts_in_under_2_gb(tmp_path, capsys):
+    """N88: a 586 KB .nii.gz of 512^3 uint8 (the old default limit exactly) passed 3 GB; the default is now 2^26
+    voxels (measured: 1.7 GB for a 512x512x256 volume with --normalize percentile), refused from the header."""
+    import gzip
+    header = nib.Nifti1Header()
+    header.set_data_shape((512, 512, 512))
+    header.set_data_dtype(np.uint8)
+    header["vox_offset"] = 352
+    inputs = centred_brains(tmp_path / "in")
+    path = inputs / "sub-09_T1w.nii.gz"
+    path.write_bytes(gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * 4096))  # 4 KB of the 128 MiB it claims
+    code, _, err = create(tmp_path, capsys, inputs=inputs)
+    assert code == 2 and err == [f"{PREFIX}{path}: header claims shape 512x512x512 = 134217728 voxels (0.5 GiB as "
+                                 "float32), more than --max_voxels 67108864"]

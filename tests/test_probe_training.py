@@ -240,3 +240,32 @@ def test_a_fifo_named_like_records_is_refused_without_opening_it(tmp_path):
         dataset_info(folder)
     with pytest.raises(DataError, match=r"x-r03.tfrecords: not a regular file or folder"):
         dataset_info(folder / "x-r03.tfrecords")
+
+
+@pytest.mark.slow
+def test_the_datas_normalisation_travels_to_the_network_and_to_project(tmp_path, capsys):
+    """The dataset tool records --normalize beside the records, training puts it in training_options.json and in
+    every .keras generator, and project uses it by default."""
+    import nibabel as nib
+    from tf3dstylegan import cli
+    from tf3dstylegan.commands.dataset import normalize_argv
+    from tf3dstylegan.data.provenance import recorded_normalization
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        volume = np.zeros((8, 8, 8), np.int16)
+        volume[2:6, 2:6, 2:6] = rng.integers(300, 978, (4, 4, 4))
+        nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 2.0, 1.0])), str(tmp_path / "in" / f"s{i}.nii.gz"))
+    assert cli.run("tf3dstylegan.commands.dataset", normalize_argv(
+        ["dataset_tool.py", "create-from-images3d", str(tmp_path / "rec"), str(tmp_path / "in"), "--base_size",
+         "2,2,2", "--normalize", "percentile"])) == 0
+    assert recorded_normalization(tmp_path / "rec") == "percentile"
+    run = train(tiny_cfg(resolution_log2=4), tmp_path / "rec", tmp_path / "runs", kimg=0.004, log=lambda _: None)
+    assert json.loads((run / "training_options.json").read_text())["config"]["data_normalize"] == "percentile"
+    from tf3dstylegan.loading import load_network
+    assert load_network(next(run.glob("network-snapshot-*.keras"))).config.data_normalize == "percentile"
+    capsys.readouterr()
+    assert cli.run("tf3dstylegan.commands.project", ["project", "--network", str(run), "--target",
+                                                      str(tmp_path / "in" / "s0.nii.gz"), "--outdir",
+                                                      str(tmp_path / "p"), "--steps", "1"]) == 0
+    assert capsys.readouterr().out.startswith("--normalize percentile (as the training data)")

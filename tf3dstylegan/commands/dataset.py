@@ -47,7 +47,8 @@ def define_flags(fv):
     flags.DEFINE_list("label_columns", None, "Covariate columns to use (default: all but the id).", flag_values=fv)
     flags.DEFINE_list("categorical", None, "Columns to one-hot even if numeric; NAME=A|B|C fixes the categories.",
                       flag_values=fv)
-    flags.DEFINE_integer("max_voxels", 512 ** 3, "Refuse input files whose header claims more voxels.",
+    flags.DEFINE_integer("max_voxels", 2 ** 26, "Refuse input files whose header claims more voxels (the default "
+                         "converts in under 2 GB).",
                          flag_values=fv)
     flags.DEFINE_float("valid_fraction", 0.1, "split: fraction of files for validation.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "split / demo: random seed.", flag_values=fv)

@@ -34,7 +34,9 @@ def record_file_name(name, resolution_log2, shard=0, num_shards=1) -> str:
 
 def serialize_volume(volume) -> bytes:
     """A tf.train.Example of a [C, X, Y, Z] volume, stored as float32 clipped to [0, 1]."""
-    volume = np.clip(np.asarray(volume), 0.0, 1.0).astype("<f4")
+    volume = np.asarray(volume, "<f4")  # no copy of a float32 volume already in [0, 1]: large ones stay in memory
+    if volume.size and (volume.min() < 0.0 or volume.max() > 1.0):
+        volume = np.clip(volume, 0.0, 1.0)
     example = tf.train.Example(features=tf.train.Features(feature={
         "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(volume.shape))),
         "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[volume.tobytes()])),

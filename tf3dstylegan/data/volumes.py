@@ -20,7 +20,8 @@ from tf3dstylegan.data.nifti import grid_affine, nifti_suffix
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npz")
 NORMALIZATIONS = ("none", "minmax", "percentile")
 PERCENTILES = (0.5, 99.5)  # percentile normalisation: low over all voxels, high over the foreground
-DEFAULT_MAX_VOXELS = 512 ** 3  # larger claimed sizes are refused before reading (--max_voxels allows them)
+DEFAULT_MAX_VOXELS = 2 ** 26  # larger claimed sizes are refused before reading (--max_voxels allows them); 2^26
+# voxels (e.g. 512x512x256) convert in 1.7 GB, 2^27 needed 2.8 GB (README, Data)
 MAX_CLIPPED = 0.5  # a volume --normalize clips more of is refused
 WARN_CLIPPED = 0.02  # ... and more than this is warned about
 TOUCH_THRESHOLD, TOUCH_FRACTION = 0.15, 0.05  # a face with > 5% of its voxels above 15% of the maximum
