@@ -105,8 +105,8 @@ def raw_scan(path, high=978.0, touch=False):
 
 
 def test_project_normalises_like_the_training_data(tmp_path, networks, capsys):
-    code, out, err = run("project", capsys, "--network", networks / "pct.keras", "--target", raw_scan(tmp_path / "t.nii"),
-                         "--outdir", tmp_path / "p", "--steps", "1")
+    code, out, err = run("project", capsys, "--network", networks / "pct.keras", "--target",
+                         raw_scan(tmp_path / "t.nii"), "--outdir", tmp_path / "p", "--steps", "1")
     assert code == 0, err
     assert out[0] == "--normalize percentile (as the training data)"
     target = nib.load(str(tmp_path / "p" / "target.nii.gz")).get_fdata()

@@ -61,7 +61,8 @@ def test_cr_only_line_endings_read_like_lf(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("cells, message", [
-    (["x" * 200_000, 60, 70, 80], r"{table}: line 2: not a readable CSV/TSV row \(field larger than field limit"),  # N16
+    (["x" * 200_000, 60, 70, 80], r"{table}: line 2: not a readable CSV/TSV row \(field larger than field "
+                                  r"limit"),  # N16
     (["x" * 5000, 60, 70, 80], r"{table}: line 2: a cell of 5,000 characters \(at most 4096\)"),
     (['"61', 60, 70, 80], r"{table}: line 2: a quoted field runs over lines 2-5 \(a quote left open\?\)"),  # N17
     (["nan"] * 4, r"{table}, line \d \(id 'sub-0\d'\): missing value in column 'age'"),  # N11

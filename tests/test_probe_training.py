@@ -219,8 +219,9 @@ def record_file(folder, shape, payload):
 
 
 @pytest.mark.parametrize("shape, message", [
-    ([1, 2 ** 32, 2 ** 32, 8], r"record 0 claims shape \[1, 4294967296, 4294967296, 8\] \(147,573,952,589,676,412,928 float32 "
-                               r"values\) but its payload holds 256 bytes"),  # N98: the product overflows int64
+    ([1, 2 ** 32, 2 ** 32, 8], r"record 0 claims shape \[1, 4294967296, 4294967296, 8\] "
+                               r"\(147,573,952,589,676,412,928 float32 values\) but its payload holds 256 "
+                               r"bytes"),  # N98: the product overflows int64
     ([1, -8, 4, 2], r"record 0 has shape \[1, -8, 4, 2\]: every size must be >= 1"),  # R123
 ])
 def test_record_shapes_that_cannot_be_are_refused_naming_the_file(tmp_path, shape, message):
@@ -269,3 +270,18 @@ def test_the_datas_normalisation_travels_to_the_network_and_to_project(tmp_path,
                                                       str(tmp_path / "in" / "s0.nii.gz"), "--outdir",
                                                       str(tmp_path / "p"), "--steps", "1"]) == 0
     assert capsys.readouterr().out.startswith("--normalize percentile (as the training data)")
+
+
+def test_a_shape_stored_as_floats_is_named_as_such(tmp_path):
+    """N100: a float-list shape was reported as 'got ()'."""
+    from tf3dstylegan.data import dataset_info
+    folder = tmp_path / "floats"
+    folder.mkdir()
+    with tf.io.TFRecordWriter(str(folder / "f-r03.tfrecords")) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            "shape": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 4, 4, 4])),
+            "data": tf.train.Feature(bytes_list=tf.train.BytesList(value=[np.zeros(64, "<f4").tobytes()]))}))
+            .SerializeToString())
+    with pytest.raises(DataError, match=r"f-r03.tfrecords: record 'shape' must hold 4 int64 values \[C, X, Y, Z\], got "
+                                        r"a float list \(\)"):
+        dataset_info(folder)

@@ -84,8 +84,8 @@ def _label(key):
 
 
 def _shown(value):
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 80 else text[:77] + "..."
+    text = json.dumps(value) if not isinstance(value, str) or not value else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def differences(recorded, current) -> list:
@@ -96,8 +96,14 @@ def differences(recorded, current) -> list:
             if old.get(k) != new.get(k)]
     if "augment.aug" in keys:
         keys = [k for k in keys if not k.startswith("augment.") or k == "augment.aug"]
-    return [f"its {_label(k)} is {_shown(old.get(k, 'not set'))} (this run: {_shown(new.get(k, 'not set'))})"
-            for k in keys]
+    return [_difference(k, old.get(k, "not set"), new.get(k, "not set")) for k in keys]
+
+
+def _difference(key, old, new):
+    if key == "conditional":
+        kind = {True: "conditional", False: "unconditional"}
+        return f"it is {kind.get(old, old)} (this run: {kind.get(new, new)})"
+    return f"its {_label(key)} is {_shown(old)} (this run: {_shown(new)})"
 
 
 SHAPE_FIELDS = ("base_size", "resolution_log2", "num_channels", "label_size", "latent_size", "dlatent_size",

@@ -52,7 +52,7 @@ def _why_not_continued(run, job):
         return f"its training_options.json is unreadable ({text.splitlines()[0] if text else type(err).__name__})"
     differ = differences(recorded, job)
     if differ:
-        return "; ".join(differ[:3]) + (f"; and {len(differ) - 3} more" if len(differ) > 3 else "")
+        return "; ".join(differ[:2]) + (f"; and {len(differ) - 2} more" if len(differ) > 2 else "")
     if not checkpoints.candidates(run / "checkpoints"):
         incomplete = checkpoints.incomplete(run / "checkpoints")
         if incomplete:
@@ -64,8 +64,9 @@ def _why_not_continued(run, job):
 
 def _log_incomplete(run, log):
     """Say which checkpoints newer than the one resumed from are incomplete (skipped)."""
-    newest = checkpoints.checkpoint_step(checkpoints.candidates(run / "checkpoints")[0][0])
-    skipped = [name for name in checkpoints.incomplete(run / "checkpoints") if checkpoints.checkpoint_step(name) > newest]
+    folder = run / "checkpoints"
+    newest = checkpoints.checkpoint_step(checkpoints.candidates(folder)[0][0])
+    skipped = [name for name in checkpoints.incomplete(folder) if checkpoints.checkpoint_step(name) > newest]
     if skipped:
         log(f"skipping {', '.join(skipped)} in {run / 'checkpoints'}: incomplete (no .index)")
 
