@@ -285,3 +285,14 @@ def test_a_shape_stored_as_floats_is_named_as_such(tmp_path):
     with pytest.raises(DataError, match=r"f-r03.tfrecords: record 'shape' must hold 4 int64 values \[C, X, Y, Z\], got "
                                         r"a float list \(\)"):
         dataset_info(folder)
+
+
+def test_unused_augmentation_flags_are_said_to_be_ignored(tmp_path, capsys):
+    """N46: --aug none --aug_p 0.5 --augpipe bgcfnox recorded values that are never used."""
+    from tf3dstylegan import cli
+    with pytest.raises(SystemExit):
+        cli.run("tf3dstylegan.commands.train", ["train.py", "--aug", "none", "--aug_p", "0.5", "--augpipe", "bgcfnox",
+                                                "--data", str(tmp_path / "missing"), "--outdir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert "note: --aug none does not use --augpipe, --aug_p: ignored and not recorded" in out
+    assert err.strip().endswith("no such records folder or file") and not list(tmp_path.iterdir())

@@ -35,9 +35,8 @@ D_DEFAULTS = dict(num_channels=1, resolution=128, label_size=0, fmap_base=4096, 
                   fmap_max=30, architecture="orig", nonlinearity="lrelu", mbstd_group_size=4, mbstd_num_features=1,
                   resample_kernel=RESAMPLE_KERNEL, base_size=[4, 4, 4], dtype="float16")
 
-# static_kwargs read into the config, with their types.
 _COMMON_FIELDS = dict(num_channels=int, label_size=int, fmap_base=int, fmap_decay=float, fmap_min=int, fmap_max=int,
-                      architecture=str)
+                      architecture=str)  # static_kwargs read into the config, with their types
 _G_FIELDS = dict(_COMMON_FIELDS, latent_size=int, dlatent_size=int, mapping_fmaps=int, mapping_layers=int,
                  mapping_lrmul=float)
 _D_FIELDS = dict(_COMMON_FIELDS, mbstd_group_size=int, mbstd_num_features=int)
@@ -98,7 +97,7 @@ def _check_build(net, expected, path):
 
 
 def _field(kwargs, key, kind, what, path):
-    """kwargs[key] as `kind` (int, float, str, bool); LegacyFormatError naming the file and the field."""
+    """kwargs[key] as `kind` (int, float or str); LegacyFormatError naming the file and the field."""
     value = kwargs[key]
     try:
         if kind is str and not isinstance(value, str):
@@ -165,14 +164,10 @@ def config_from_states(G, D, path="<pickle>"):
         if float(g[key]) != float(d[key]):
             raise LegacyFormatError(f"{path}: G and D disagree on {key} ({g[key]} vs {d[key]})")
     try:
-        cfg = Config(
-            name=Path(path).stem, base_size=tuple(base), resolution_log2=res_log2, num_channels=g["num_channels"],
-            label_size=g["label_size"], fmap_base=g["fmap_base"], fmap_decay=g["fmap_decay"],
-            fmap_min=g["fmap_min"], fmap_max=g["fmap_max"], latent_size=g["latent_size"],
-            dlatent_size=g["dlatent_size"], mapping_fmaps=g["mapping_fmaps"], mapping_layers=g["mapping_layers"],
-            mapping_lrmul=g["mapping_lrmul"], g_architecture=g["architecture"], d_architecture=d["architecture"],
-            no_noise=bool(gk["no_noise"]), mbstd_group_size=d["mbstd_group_size"],
-            mbstd_num_features=d["mbstd_num_features"])
+        cfg = Config(name=Path(path).stem, base_size=tuple(base), resolution_log2=res_log2,
+                     g_architecture=g.pop("architecture"), d_architecture=d["architecture"],
+                     no_noise=bool(gk["no_noise"]), mbstd_group_size=d["mbstd_group_size"],
+                     mbstd_num_features=d["mbstd_num_features"], **g)
     except ValueError as err:
         raise LegacyFormatError(f"{path}: {err}") from None
     return cfg, str(gk["dtype"]), bool(gk["fused_modconv"])
