@@ -109,8 +109,8 @@ def test_resampling_centres_the_field_of_view_and_downsamples(tmp_path):
     affine = np.eye(4)
     affine[:3, 3] = [100.0, -50.0, 7.0]  # far from the world origin
     path = save_nifti(tmp_path / "blob.nii.gz", volume, affine)
-    out, raw = load_volume(path, base_size=BASE, img_shape=SHAPE, voxel_size=2.0, normalize="minmax")
-    assert out.shape == SHAPE and raw == (0.0, 1.0)
+    out, report = load_volume(path, base_size=BASE, img_shape=SHAPE, voxel_size=2.0, normalize="minmax")
+    assert out.shape == SHAPE and report.raw_range == (0.0, 1.0) and report.touching == ()
     peak = np.unravel_index(np.argmax(out), SHAPE)
     assert np.all(np.abs(np.array(peak) - (np.array(SHAPE) - 1) / 2) <= 1.0), peak
 
@@ -158,6 +158,6 @@ def test_claimed_size_is_checked_before_reading(tmp_path):
 def test_extreme_float32_values_normalise_without_nan(tmp_path, mode):
     volume = np.random.default_rng(0).uniform(-3e38, 3e38, SHAPE).astype(np.float32)
     volume[0, 0, 0], volume[0, 0, 1] = np.finfo(np.float32).max, np.finfo(np.float32).min
-    data, raw = load_volume(save_nifti(tmp_path / "a.nii", volume), base_size=BASE, normalize=mode)
+    data, report = load_volume(save_nifti(tmp_path / "a.nii", volume), base_size=BASE, normalize=mode)
     assert np.isfinite(data).all() and data.min() == 0.0 and data.max() == 1.0
-    assert raw == (float(np.finfo(np.float32).min), float(np.finfo(np.float32).max))
+    assert report.raw_range == (float(np.finfo(np.float32).min), float(np.finfo(np.float32).max))

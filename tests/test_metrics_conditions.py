@@ -233,7 +233,8 @@ def networks(tmp_path_factory):
     (["--by", "age"], "--by: covariate 'age' is continuous: give bin edges"),
     (["--effect", "sex"], "--effect: covariate 'sex' is categorical; the effect needs a continuous one (age)"),
     (["--effect", "age:brain_volume"], "--effect: unknown measure 'brain_volume' (measures: ventricle_volume)"),
-    (["--effect", "age", "--effect_steps", "1"], "--effect_steps: must be >= 2, got 1"),
+    (["--effect", "age", "--effect_steps", "1"],
+     "--effect_steps: must be in [2, 1000] (covariate values per latent), got 1"),
     (["--by", "sex", "--network", "uncond"], "--by: the network is unconditional (label_size 0)"),
     (["--effect", "age", "--network", "uncond"], "--effect: the network is unconditional (label_size 0)"),
 ])

@@ -85,20 +85,27 @@ def test_small_preset_trains_and_writes_every_output(tmp_path):
     assert len(list((run / "checkpoints").glob("ckpt-*.index"))) == 3  # the last few are kept
 
 
-def test_resolve_run_numbers_folders_and_finds_the_latest(tmp_path):
-    assert resolve_run(tmp_path, "2mm-fd16", "auto") == (tmp_path / "00000-2mm-fd16", None)
+def test_resolve_run_numbers_folders_and_finds_the_latest_of_the_same_job(tmp_path):
+    from tf3dstylegan.training import TrainingOptions
+    from tf3dstylegan.training.job import job_identity
+    job = job_identity(load_config("2mm-fd16"), None, TrainingOptions())
+    assert resolve_run(tmp_path, "2mm-fd16", "auto", job) == (tmp_path / "00000-2mm-fd16", None)
     (tmp_path / "00000-2mm-fd16" / "checkpoints").mkdir(parents=True)
     (tmp_path / "00000-2mm-fd16" / "checkpoints" / "ckpt-4.index").write_text("")
+    (tmp_path / "00000-2mm-fd16" / "training_options.json").write_text(json.dumps({"job": job}))
     (tmp_path / "00001-1mm-fd16").mkdir()
     (tmp_path / "00002-2mm-fd16").mkdir()  # newest, but never checkpointed
-    run, found = resolve_run(tmp_path, "2mm-fd16", "auto")
+    lines = []
+    run, found = resolve_run(tmp_path, "2mm-fd16", "auto", job, lines.append)
     assert run == tmp_path / "00000-2mm-fd16" and found == run / "checkpoints"
-    assert resolve_run(tmp_path, "2mm-fd16", None) == (tmp_path / "00003-2mm-fd16", None)
-    assert resolve_run(tmp_path, "1mm-fd16", "auto") == (tmp_path / "00003-1mm-fd16", None)
-    with pytest.raises(ValueError, match="no complete checkpoint"):
-        resolve_run(tmp_path, "2mm-fd16", str(tmp_path / "00002-2mm-fd16"))
+    assert lines == [f"not resuming {tmp_path / '00002-2mm-fd16'}: it has no training_options.json (not a run "
+                     "folder, or one that never started)"]
+    assert resolve_run(tmp_path, "2mm-fd16", None, job) == (tmp_path / "00003-2mm-fd16", None)
+    assert resolve_run(tmp_path, "1mm-fd16", "auto", job, lines.append) == (tmp_path / "00003-1mm-fd16", None)
+    with pytest.raises(ValueError, match="no training_options.json"):
+        resolve_run(tmp_path, "2mm-fd16", str(tmp_path / "00002-2mm-fd16"), job)
     with pytest.raises(ValueError, match="no such run folder or network file"):
-        resolve_run(tmp_path, "2mm-fd16", str(tmp_path / "missing.pkl"))
+        resolve_run(tmp_path, "2mm-fd16", str(tmp_path / "missing.pkl"), job)
 
 
 @pytest.mark.slow
@@ -174,9 +181,12 @@ def test_resume_from_a_keras_snapshot_initialises_the_generators(tmp_path):
                    log=lines.append)
     assert any("holds no D" in line for line in lines) and any("initialised" in line for line in lines)
     assert json.loads((second / "training_options.json").read_text())["resume"] == str(snapshot)
-    wider = cfg.replace(fmap_min=8, fmap_max=8)  # same name, other shapes: auto-resume must refuse clearly
-    with pytest.raises(ValueError, match="no checkpoint fits.*config '2mm-fd16'.*--resume none"):
-        train(wider, in_memory_data(volumes_for(wider), 4), tmp_path / "a", kimg=0.008, log=lambda _: None)
+    wider = cfg.replace(fmap_min=8, fmap_max=8)  # same name, another job: auto-resume starts a new run and says why
+    lines.clear()
+    third = train(wider, in_memory_data(volumes_for(wider), 4), tmp_path / "a", kimg=0.004, log=lines.append)
+    assert third == tmp_path / "a" / "00001-2mm-fd16"
+    assert lines[0] == f"not resuming {first}: its config field fmap_max is 4 (this run: 8); its config field " \
+                       "fmap_min is 4 (this run: 8)"
 
 
 MIXED = """

@@ -16,10 +16,15 @@ import tensorflow as tf
 CHECKPOINT_NAME = "ckpt"
 _FOLDER = re.compile(r"^ckpt-(\d+)$")  # the earlier layout: one folder per checkpoint
 _PREFIX = re.compile(r"^ckpt-(\d+)\.index$")
+_DATA = re.compile(r"^ckpt-(\d+)\.data-\d+-of-\d+$")
 
 
 class CheckpointError(ValueError):
     """No checkpoint of a run can be read into the given objects."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (its temporary folder is removed; older checkpoints stay)."""
 
 
 _NUMBERED = re.compile(r"^([^/]+?)(?:_\d+)?/")
@@ -69,6 +74,25 @@ def candidates(directory):
         elif _FOLDER.match(entry.name) and (entry / f"{CHECKPOINT_NAME}.index").is_file():
             found.append((entry, "positional"))
     return sorted(found, key=lambda item: (checkpoint_step(item[0]), item[1] == "path"), reverse=True)
+
+
+def incomplete(directory):
+    """Names ('ckpt-5') of checkpoints whose data files are in `directory` without their .index, newest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = {entry.name.split(".data-")[0] for entry in directory.iterdir() if _DATA.match(entry.name)}
+    return sorted((name for name in found if not (directory / f"{name}.index").exists()), key=checkpoint_step,
+                  reverse=True)
+
+
+def remove_temporaries(directory, step=None):
+    """Remove the `ckpt-<step>_temp` folders (all steps when None) that an interrupted or failed save leaves."""
+    directory = Path(directory)
+    if directory.is_dir():
+        for entry in directory.glob(f"{CHECKPOINT_NAME}-{'*' if step is None else int(step)}_temp*"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def read_prefix(path, layout):
@@ -127,7 +151,13 @@ class CheckpointWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=self.keep,
                                                        checkpoint_name=CHECKPOINT_NAME)
-        path = self._manager.save(checkpoint_number=int(step))
+        try:
+            path = self._manager.save(checkpoint_number=int(step))
+        except (OSError, tf.errors.OpError) as err:  # read-only folder, full disk: keep the last good checkpoint
+            remove_temporaries(self.directory, step)
+            reason = getattr(err, "strerror", None) or str(getattr(err, "message", err)).split(";")[-1].split("[Op:")[0]
+            raise CheckpointWriteError(f"{self.directory}: cannot write checkpoint {step} ({reason.strip()}); the "
+                                       f"last good checkpoint is kept") from None
         for old, layout in candidates(self.directory)[self.keep:]:
             if layout == "positional":  # earlier-layout folders of a resumed run age out like the others
                 shutil.rmtree(old, ignore_errors=True)

@@ -143,7 +143,12 @@ def parse_sweep(text, encoding) -> Tuple[str, List]:
             if len(numbers) != 3 or not numbers[2].is_integer() or not 2 <= numbers[2] <= MAX_SWEEP_VALUES:
                 raise ValueError(f"expected {name}=start:stop:count with an integer count in [2, "
                                  f"{MAX_SWEEP_VALUES}], got {spec!r}")
-            numbers = np.linspace(numbers[0], numbers[1], int(numbers[2])).tolist()
+            with np.errstate(over="ignore", invalid="ignore"):
+                numbers = np.linspace(numbers[0], numbers[1], int(numbers[2])).tolist()
+            if not np.all(np.isfinite(numbers)):
+                raise ValueError(f"{spec!r}: the range from {parts[0]} to {parts[1]} is too wide to divide")
+        for number in numbers:
+            covariate.standardised(number)  # ValueError naming the covariate: too far from the data
         values = numbers
     if len(values) > MAX_SWEEP_VALUES:
         raise ValueError(f"{len(values)} values: a sweep takes at most {MAX_SWEEP_VALUES}")

@@ -14,8 +14,7 @@ import typing
 from pathlib import Path
 from typing import Optional, Tuple
 
-G_ARCHITECTURES = ("orig", "skip", "resnet")
-D_ARCHITECTURES = ("orig", "skip", "resnet")
+G_ARCHITECTURES = D_ARCHITECTURES = ("orig", "skip", "resnet")
 D_LOSSES = ("logistic", "logistic_r1", "logistic_r2")
 MAX_RESOLUTION_LOG2 = 10  # base 5x6x7 at R=8 is 1 mm; 10 is far beyond any scanner
 MAX_WIDTH = 4096  # feature maps, latent and mapping widths
@@ -52,6 +51,7 @@ class ModelConfig:
     # A conditional network's covariates: the JSON of tf3dstylegan.data.labels.LabelEncoding ("" when none), so
     # that a generator knows its covariates by name.
     label_encoding: str = ""
+    data_normalize: str = ""  # the training data's --normalize ("" unknown): project treats scans the same way
 
     def __post_init__(self):
         _validate(self)
@@ -150,7 +150,8 @@ _RANGES = {
     "d_reg_interval": (1, None), "ema_kimg": (0.0, None), "total_kimg": (0.0, None), "tick_kimg": (1e-6, None),
     "snapshot_ticks": (1, None),
 }
-_CHOICES = {"g_architecture": G_ARCHITECTURES, "d_architecture": D_ARCHITECTURES, "d_loss": D_LOSSES}
+_CHOICES = {"g_architecture": G_ARCHITECTURES, "d_architecture": D_ARCHITECTURES, "d_loss": D_LOSSES,
+            "data_normalize": ("", "none", "minmax", "percentile")}
 
 
 def _expected(field, kind, value):
@@ -298,8 +299,7 @@ def parse_override(text: str):
 
 
 def _fields_of(cls, values: dict) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
+    return {k: v for k, v in values.items() if k in {f.name for f in dataclasses.fields(cls)}}
 
 
 def _checked_fields(cls, fields: dict) -> dict:

@@ -9,6 +9,7 @@ TF1 variable must be used exactly once and every Keras weight filled.
 import io
 import math
 import pickle
+import reprlib
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,12 @@ MAPPING_DEFAULTS = dict(latent_size=96, label_size=0, dlatent_size=96, mapping_l
 D_DEFAULTS = dict(num_channels=1, resolution=128, label_size=0, fmap_base=4096, fmap_decay=1.0, fmap_min=30,
                   fmap_max=30, architecture="orig", nonlinearity="lrelu", mbstd_group_size=4, mbstd_num_features=1,
                   resample_kernel=RESAMPLE_KERNEL, base_size=[4, 4, 4], dtype="float16")
+
+_COMMON_FIELDS = dict(num_channels=int, label_size=int, fmap_base=int, fmap_decay=float, fmap_min=int, fmap_max=int,
+                      architecture=str)  # static_kwargs read into the config, with their types
+_G_FIELDS = dict(_COMMON_FIELDS, latent_size=int, dlatent_size=int, mapping_fmaps=int, mapping_layers=int,
+                 mapping_lrmul=float)
+_D_FIELDS = dict(_COMMON_FIELDS, mbstd_group_size=int, mbstd_num_features=int)
 
 _ALLOWED_GLOBALS = {
     ("dnnlib.tflib.network", "Network"), ("dnnlib.util", "EasyDict"), ("collections", "OrderedDict"),
@@ -72,7 +79,7 @@ def read_legacy_pickle(path):
         data = path.read_bytes()
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-            IndexError, KeyError, MemoryError, OSError) as err:
+            IndexError, KeyError, MemoryError, OSError, RecursionError) as err:
         raise LegacyFormatError(f"{path}: not a readable 3D-StyleGAN pickle ({err or type(err).__name__})") from None
     from dnnlib.tflib.network import Network
     if not (isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(n, Network) for n in obj)):
@@ -81,14 +88,45 @@ def read_legacy_pickle(path):
 
 
 def _check_build(net, expected, path):
+    from dnnlib.tflib.network import Network
+    if not isinstance(net, Network):
+        raise LegacyFormatError(f"{path}: a network component is a {type(net).__name__}, not a Network state")
     if net.build_func_name != expected:
         raise LegacyFormatError(f"{path}: unknown build function {net.build_func_name!r} for network {net.name!r} "
                                 f"(supported: {expected!r})")
 
 
+def _field(kwargs, key, kind, what, path):
+    """kwargs[key] as `kind` (int, float or str); LegacyFormatError naming the file and the field."""
+    value = kwargs[key]
+    try:
+        if kind is str and not isinstance(value, str):
+            raise TypeError
+        if kind in (int, float) and (isinstance(value, (bool, str)) or not math.isfinite(float(value))):
+            raise ValueError
+        converted = kind(value)
+        if kind is int and converted != float(value):
+            raise ValueError
+        return converted
+    except (TypeError, ValueError, OverflowError):
+        raise LegacyFormatError(f"{path}: {what} static_kwargs {key}={reprlib.repr(value)} is not "
+                                f"{'an integer' if kind is int else 'a number' if kind is float else kind.__name__}") \
+            from None
+
+
+def _base_size(kwargs, what, path):
+    value = kwargs["base_size"]
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 3:
+        raise LegacyFormatError(f"{path}: {what} static_kwargs base_size={reprlib.repr(value)} is not 3 sizes")
+    base = [_field({"base_size": b}, "base_size", int, what, path) for b in value]
+    if min(base) < 1:
+        raise LegacyFormatError(f"{path}: {what} static_kwargs base_size={base} must be 3 positive integers")
+    return base
+
+
 def _resolution_log2(resolution, base_size, what, path):
     # Spec §1: resolution_pow2 = int(resolution / min(base_size) * 4), R = int(log2(resolution_pow2)).
-    pow2 = int(float(resolution) / min(base_size) * 4)
+    pow2 = int(resolution / min(base_size) * 4)
     res_log2 = int(math.log2(pow2)) if pow2 > 0 else 0
     if pow2 != 2 ** res_log2 or res_log2 < 2:
         raise LegacyFormatError(f"{path}: {what} resolution {resolution} does not fit base_size {base_size}")
@@ -98,7 +136,7 @@ def _resolution_log2(resolution, base_size, what, path):
 def _supported(kwargs, key, expected, what, path):
     value = kwargs[key]
     if (list(value) if isinstance(value, (list, tuple, np.ndarray)) else value) != expected:
-        raise LegacyFormatError(f"{path}: {what} {key}={value!r} is not supported (expected {expected!r})")
+        raise LegacyFormatError(f"{path}: {what} {key}={reprlib.repr(value)} is not supported (expected {expected!r})")
 
 
 def config_from_states(G, D, path="<pickle>"):
@@ -115,23 +153,23 @@ def config_from_states(G, D, path="<pickle>"):
         _supported(kwargs, "resample_kernel", RESAMPLE_KERNEL, what, path)
         _supported(kwargs, "nonlinearity", "lrelu", what, path)
     _supported(gk, "mapping_nonlinearity", "lrelu", "G", path)
-    base = [int(b) for b in gk["base_size"]]
-    res_log2 = _resolution_log2(gk["resolution"], base, "G", path)
-    if [int(b) for b in dk["base_size"]] != base or _resolution_log2(dk["resolution"], base, "D", path) != res_log2:
+    base = _base_size(gk, "G", path)
+    res_log2 = _resolution_log2(_field(gk, "resolution", float, "G", path), base, "G", path)
+    if _base_size(dk, "D", path) != base or \
+            _resolution_log2(_field(dk, "resolution", float, "D", path), base, "D", path) != res_log2:
         raise LegacyFormatError(f"{path}: G and D disagree on base_size/resolution")
+    g = {key: _field(gk, key, kind, "G", path) for key, kind in _G_FIELDS.items()}
+    d = {key: _field(dk, key, kind, "D", path) for key, kind in _D_FIELDS.items()}
     for key in ("fmap_base", "fmap_decay", "fmap_min", "fmap_max", "num_channels", "label_size"):
-        if float(gk[key]) != float(dk[key]):
-            raise LegacyFormatError(f"{path}: G and D disagree on {key} ({gk[key]} vs {dk[key]})")
-    cfg = Config(
-        name=Path(path).stem, base_size=tuple(base), resolution_log2=res_log2,
-        num_channels=int(gk["num_channels"]), label_size=int(gk["label_size"]),
-        fmap_base=int(gk["fmap_base"]), fmap_decay=float(gk["fmap_decay"]),
-        fmap_min=int(gk["fmap_min"]), fmap_max=int(gk["fmap_max"]),
-        latent_size=int(gk["latent_size"]), dlatent_size=int(gk["dlatent_size"]),
-        mapping_fmaps=int(gk["mapping_fmaps"]), mapping_layers=int(gk["mapping_layers"]),
-        mapping_lrmul=float(gk["mapping_lrmul"]), g_architecture=str(gk["architecture"]),
-        d_architecture=str(dk["architecture"]), no_noise=bool(gk["no_noise"]),
-        mbstd_group_size=int(dk["mbstd_group_size"]), mbstd_num_features=int(dk["mbstd_num_features"]))
+        if float(g[key]) != float(d[key]):
+            raise LegacyFormatError(f"{path}: G and D disagree on {key} ({g[key]} vs {d[key]})")
+    try:
+        cfg = Config(name=Path(path).stem, base_size=tuple(base), resolution_log2=res_log2,
+                     g_architecture=g.pop("architecture"), d_architecture=d["architecture"],
+                     no_noise=bool(gk["no_noise"]), mbstd_group_size=d["mbstd_group_size"],
+                     mbstd_num_features=d["mbstd_num_features"], **g)
+    except ValueError as err:
+        raise LegacyFormatError(f"{path}: {err}") from None
     return cfg, str(gk["dtype"]), bool(gk["fused_modconv"])
 
 
@@ -228,8 +266,12 @@ def assign_from_table(table, sources, ignored):
         if name not in values:
             problems.append(f"missing {component}:{name}")
             continue
-        value = convert(np.asarray(values[name], dtype=np.float32))
         used[component].add(name)
+        try:
+            value = convert(np.asarray(values[name], dtype=np.float32))
+        except (TypeError, ValueError):
+            problems.append(f"{component}:{name} holds {reprlib.repr(values[name])}, not numbers")
+            continue
         if tuple(value.shape) != tuple(variable.shape):
             problems.append(f"shape of {component}:{name} is {tuple(np.shape(values[name]))}, "
                             f"expected {tuple(variable.shape)} after layout conversion")

@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 from tf3dstylegan.config import load_config, load_model_config
+from tf3dstylegan.data.labels import LabelEncoding
 from tf3dstylegan.legacy import LegacyFormatError, convert_legacy
 from tf3dstylegan.networks.loaded import LoadedNetworks
 
@@ -45,10 +46,15 @@ def _claimed_config(path, archive):
         raise NetworkFileError(f"{path}: {KERAS_CONFIG} is {info.file_size:,} bytes, not a model description")
     try:
         description = json.loads(archive.read(KERAS_CONFIG))
-        return description.get("class_name"), load_model_config(description["config"]["config"])
+        claimed = description["config"]["config"]
+        if not isinstance(claimed, dict):  # a preset name or a .json path would be read from outside the archive
+            raise ValueError(f"its model config is a {type(claimed).__name__}, not the config itself")
+        cfg = load_model_config(claimed)
+        if cfg.label_encoding:  # checked here, so that a bad one is named with the file
+            LabelEncoding.from_json(json.loads(cfg.label_encoding))
+        return description.get("class_name"), cfg
     except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise NetworkFileError(f"{path}: not a tf3dstylegan network ({str(err).splitlines()[0] if str(err) else err!r})") \
-            from None
+        raise NetworkFileError(f"{path}: not a tf3dstylegan network ({_first_line(err)})") from None
 
 
 def load_keras_model(path, expected=("Generator",)):
@@ -71,8 +77,32 @@ def load_keras_model(path, expected=("Generator",)):
                                f"at least {cfg.min_generator_bytes():,} bytes of weights, but stores {stored:,}")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
-    except (ValueError, OSError, KeyError, TypeError) as err:
+    except (ValueError, OSError, KeyError, TypeError, AttributeError) as err:  # e.g. a string as a dtype policy
         raise NetworkFileError(f"{path}: not a loadable .keras model ({str(err).splitlines()[0]})") from None
+
+
+def _first_line(err) -> str:
+    """The first line of an exception's message (a KeyError's key unquoted), or its type's name."""
+    text = str(err.args[0]) if err.args else ""
+    return text.splitlines()[0] if text.strip() else type(err).__name__
+
+
+def claimed_config(path):
+    """The ModelConfig a network file or folder (as load_network takes) claims, read without building anything."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "G_ema.keras").is_file():
+            return claimed_config(path / "G_ema.keras")
+        return run_config(path).model
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return _claimed_config(path, archive)[1]
+        except (zipfile.BadZipFile, KeyError):
+            raise NetworkFileError(f"{path}: not a .keras file (not a zip archive with {KERAS_CONFIG})") from None
+    from tf3dstylegan.legacy import config_from_states, read_legacy_pickle
+    G, D, _ = read_legacy_pickle(path)
+    return config_from_states(G, D, path)[0].model
 
 
 def _load_keras_folder(path):
@@ -91,7 +121,7 @@ def run_config(run_dir):
     try:
         return load_config(json.loads(options.read_text(encoding="utf-8"))["config"])
     except (ValueError, KeyError, TypeError) as err:
-        raise NetworkFileError(f"{options}: unreadable ({str(err).splitlines()[0] if str(err) else err!r})") from None
+        raise NetworkFileError(f"{options}: unreadable ({_first_line(err)})") from None
 
 
 def load_run_networks(run_dir, log=print):

@@ -18,7 +18,8 @@ from keras import ops
 
 from tf3dstylegan import backend
 from tf3dstylegan.conditions import batch_labels
-from tf3dstylegan.data.volumes import DataError, check_volume, load_volume, read_volume
+from tf3dstylegan.data.volumes import (WARN_CLIPPED, DataError, check_volume, describe_touching, load_volume,
+                                       read_volume)
 from tf3dstylegan.metrics.msssim import ssim_and_cs
 
 INITIAL_LR = 0.3
@@ -175,19 +176,28 @@ def _normalized(noise):
     return (centred / np.sqrt(np.mean(np.square(centred)))).astype(np.float32)
 
 
-def load_target(path, G, normalize="none", resample=None):
-    """A target file as [X, Y, Z, 1] in [-1, 1] on G's grid via the dataset tool's reader; DataError if bad.
+def load_target(path, G, normalize=None, resample=None, warn=None):
+    """A target file as [X, Y, Z, 1] in [-1, 1] on G's grid via the dataset tool's reader; DataError if bad
+    (or nearly all clipped by the normalisation).
 
+    normalize None: the normalisation of G's training data (config.data_normalize; 'none' when unknown).
     resample None: onto the grid (preset voxel size, centred RAS) only when the shape differs from it;
-    True: always; False: never (the shape must then be the grid's)."""
+    True: always; False: never (the shape must then be the grid's). warn(line) is told when more than
+    WARN_CLIPPED of the voxels were clipped and when the brain touches a face of the grid."""
     cfg = G.config
+    normalize = normalize or cfg.data_normalize or "none"
     if resample is None:
         data, _ = read_volume(path)
         resample = check_volume(path, data).shape != tuple(G.img_shape)
     grid = dict(img_shape=tuple(G.img_shape), voxel_size=cfg.voxel_size) if resample else {}
-    volume, _ = load_volume(path, base_size=cfg.base_size, normalize=normalize, **grid)
+    volume, report = load_volume(path, base_size=cfg.base_size, normalize=normalize, **grid)
     if volume.shape != tuple(G.img_shape):
         raise DataError(path, f"shape {volume.shape} is not the network's grid {tuple(G.img_shape)}")
+    if warn is not None and report.clipped > WARN_CLIPPED:
+        warn(f"warning: {path}: --normalize {normalize} clipped {100 * report.clipped:.1f}% of its voxels to 0 or 1 "
+             f"(values {report.raw_range[0]:.4g} .. {report.raw_range[1]:.4g})")
+    if warn is not None and report.touching:
+        warn(describe_touching(path, report.touching))
     return volume[..., np.newaxis] * 2.0 - 1.0
 
 

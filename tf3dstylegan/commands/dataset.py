@@ -46,7 +46,8 @@ def define_flags(fv):
     flags.DEFINE_list("label_columns", None, "Covariate columns to use (default: all but the id).", flag_values=fv)
     flags.DEFINE_list("categorical", None, "Columns to one-hot even if numeric; NAME=A|B|C fixes the categories.",
                       flag_values=fv)
-    flags.DEFINE_integer("max_voxels", 512 ** 3, "Refuse input files whose header claims more voxels.",
+    flags.DEFINE_integer("max_voxels", 2 ** 26, "Refuse input files whose header claims more voxels (the default "
+                         "converts in under 2 GB).",
                          flag_values=fv)
     flags.DEFINE_float("valid_fraction", 0.1, "split: fraction of files for validation.", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "split / demo: random seed.", flag_values=fv)
@@ -127,6 +128,12 @@ def print_summary(summary):
     if summary["num_clipped"]:
         print(f"{summary['num_clipped']} volumes had values outside [0, 1] and were clipped "
               "(consider --normalize percentile)")
+    for path, fraction in summary["clipped"]:
+        print(f"warning: {path}: --normalize {summary['normalize']} clipped {100 * fraction:.1f}% of its voxels")
+    for line in summary["touching"][:10]:
+        print(line)
+    if len(summary["touching"]) > 10:
+        print(f"... and {len(summary['touching']) - 10} more volumes touch a face of the grid")
     if summary["skipped"]:
         print(f"skipped {len(summary['skipped'])} bad files:")
         for line in summary["skipped"]:

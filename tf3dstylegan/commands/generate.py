@@ -20,6 +20,15 @@ from absl import flags
 from tf3dstylegan.cli import CommandError, flag_error
 
 
+MAX_PSI = 2.0  # |psi| beyond this extrapolates w more than twice its distance from the average: nothing trained
+
+
+def check_psi(name, psi):
+    """CommandError naming flag `name` unless psi is a finite number in [-MAX_PSI, MAX_PSI]."""
+    if not (math.isfinite(psi) and abs(psi) <= MAX_PSI):
+        raise flag_error(name, f"must be a finite number in [{-MAX_PSI:g}, {MAX_PSI:g}], got {psi}")
+
+
 def define_flags(fv):
     flags.DEFINE_string("network", None, "Network: original .pkl, .keras file or run folder.", flag_values=fv)
     flags.DEFINE_string("outdir", None, "Output folder.", flag_values=fv)
@@ -91,10 +100,20 @@ def condition_labels(G, fv, sweeping=False):
         return conditions.parse_condition(fv.cond) if fv.cond else {}
     try:
         if given == "cond":
-            return conditions.encode_condition(G, fv.cond)
+            labels = conditions.encode_condition(G, fv.cond)
+            warn_far(encoding, conditions.parse_condition(fv.cond), "--cond")
+            return labels
         return conditions.check_vector(G, conditions.parse_vector(fv.cond_vector))
     except ValueError as err:
         raise flag_error(given, err) from None
+
+
+def warn_far(encoding, values, flag):
+    """A warning line for each continuous covariate of {name: value} far outside the training data."""
+    for name, z in encoding.far_values(values).items():
+        covariate = encoding.covariates[encoding.names.index(name)]
+        print(f"warning: {flag}: {name}={values[name]} is {abs(z):.3g} standard deviations from the training data's "
+              f"mean ({covariate.mean:.4g}, std {covariate.std:.4g}): the network never saw such a condition")
 
 
 def _seeds(name, text):
@@ -119,8 +138,7 @@ def check_flags(fv):
     if bool(fv.row_seeds) != bool(fv.col_seeds):
         raise flag_error("row_seeds" if not fv.row_seeds else "col_seeds", "style mixing needs both --row_seeds "
                          "and --col_seeds")
-    if not math.isfinite(fv.trunc):
-        raise flag_error("trunc", f"must be a finite number, got {fv.trunc}")
+    check_psi("trunc", fv.trunc)
     if fv.trunc_cutoff is not None and fv.trunc_cutoff < 0:
         raise flag_error("trunc_cutoff", f"must be >= 0, got {fv.trunc_cutoff}")
     if fv.interp and len(fv.interp) != 2:
@@ -190,6 +208,10 @@ def run_sweep(G, fv, seeds, opts):
         conditions.sweep_labels(G, name, values, fixed)
     except ValueError as err:
         raise flag_error("cond", err) from None
+    encoding = conditions.label_encoding(G)
+    for value in (values[0], values[-1]) if encoding.covariates[encoding.names.index(name)].kind == "continuous" \
+            else ():
+        warn_far(encoding, {name: value}, "--sweep")
     written = gen.write_sweep(fv.outdir, name, values, gen.sweep_batches(G, seeds, name, values, fixed, **opts),
                               G.config.voxel_size, fixed)
     print(f"{len(written)}x{len(values)} sweep of {name} -> {fv.outdir}")

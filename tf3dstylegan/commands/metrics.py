@@ -93,6 +93,10 @@ def check_flags(fv):
         raise flag_error("num", f"must be >= 2, got {fv.num}")
     if fv.batch_size < 1:
         raise flag_error("batch_size", f"must be >= 1, got {fv.batch_size}")
+    if fv.seed < 0:
+        raise flag_error("seed", f"must be >= 0, got {fv.seed}")
+    from tf3dstylegan.commands.generate import check_psi
+    check_psi("truncation_psi", fv.truncation_psi)
     if fv.intervals < 0 or fv.intervals == 1:
         raise flag_error("intervals", f"must be 0 (no ranges) or >= 2, got {fv.intervals}")
     if fv.protocol == "paper" and not fv.reference:
@@ -109,6 +113,8 @@ def check_flags(fv):
         folder = os.path.dirname(os.path.abspath(fv[name].value)) if fv[name].value else None
         if folder and not os.path.isdir(folder):
             raise flag_error(name, f"{folder}: no such folder")
+        if folder and not os.access(folder, os.W_OK | os.X_OK):  # say so before computing, not after
+            raise flag_error(name, f"{folder}: cannot be written (read-only)")
     try:
         extractors.check_weight_files(metrics, fv.inception_weights, fv.deepbet_weights, fv.medicalnet_weights)
     except ValueError as err:
@@ -136,8 +142,9 @@ def _check_condition_flags(fv):
                 raise flag_error(name, err) from None
     if fv.effect and not fv.network:
         raise flag_error("effect", "needs --network (a conditional generator)")
-    if fv.effect_steps < 2:
-        raise flag_error("effect_steps", f"must be >= 2, got {fv.effect_steps}")
+    if not 2 <= fv.effect_steps <= effects.MAX_STEPS:
+        raise flag_error("effect_steps", f"must be in [2, {effects.MAX_STEPS}] (covariate values per latent), got "
+                         f"{fv.effect_steps}")
 
 
 def check_conditions(fv, G, data):

@@ -6,6 +6,7 @@ A conditional network projects under the scan's known condition (--cond by covar
 as generate). Writes projected_w.npz (w, noise maps, labels), target.nii.gz, reconstruction.nii.gz,
 projection.png and report.json.
 """
+import os
 from pathlib import Path
 
 from absl import flags
@@ -21,9 +22,9 @@ def define_flags(fv):
     flags.DEFINE_integer("steps", 1000, "Optimisation steps.", flag_values=fv)
     flags.DEFINE_boolean("w_plus", False, "Optimise one w per style layer (W+) instead of one w (W).", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of the initial noise maps and the w perturbation.", flag_values=fv)
-    flags.DEFINE_enum("normalize", "none", ["none", "minmax", "percentile"],
-                      "Target intensity to [0, 1] as the dataset tool (use what the training data used).",
-                      flag_values=fv)
+    flags.DEFINE_enum("normalize", None, ["none", "minmax", "percentile"],
+                      "Target intensity to [0, 1] as the dataset tool (default: what the network's training data "
+                      "used, recorded with it; none when unknown).", flag_values=fv)
     flags.DEFINE_enum("resample", "auto", ["auto", "always", "never"],
                       "Resample onto the network grid: auto = only when the shape differs.", flag_values=fv)
     define_condition_flags(fv)
@@ -43,6 +44,9 @@ def main(fv, args):
     outdir = Path(fv.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise flag_error("outdir", f"{outdir} exists and is not a folder")
+    writable = next(p for p in (outdir.absolute(), *outdir.absolute().parents) if p.exists())
+    if not os.access(writable, os.W_OK | os.X_OK):  # say so before the projection, not after it
+        raise flag_error("outdir", f"{outdir}: cannot be written ({writable} is read-only)")
     import numpy as np
     import tf3dstylegan
     from tf3dstylegan import projector
@@ -51,7 +55,11 @@ def main(fv, args):
     G = tf3dstylegan.load_network(fv.network).G_ema
     labels = condition_labels(G, fv)
     resample = {"auto": None, "always": True, "never": False}[fv.resample]
-    target = projector.load_target(fv.target, G, normalize=fv.normalize, resample=resample)
+    if fv.normalize is None:
+        recorded = G.config.data_normalize
+        print(f"--normalize {recorded or 'none'} "
+              f"({'as the training data' if recorded else 'the training data did not record its normalisation'})")
+    target = projector.load_target(fv.target, G, normalize=fv.normalize, resample=resample, warn=print)
     progress = progress_bar(fv.steps, stateful_metrics=["loss"])
     result = projector.project(G, target, num_steps=fv.steps, w_plus=fv.w_plus, seed=fv.seed, labels=labels,
                                on_step=lambda step, total, loss: progress.update(step, [("loss", loss)]))

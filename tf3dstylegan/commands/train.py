@@ -80,6 +80,12 @@ def main(fv, args):
                    augpipe=fv.augpipe, aug_target=fv.aug_target, aug_p=fv.aug_p, ada_kimg=fv.ada_kimg,
                    labels=fv.labels)
     TrainingOptions(**options)  # every flag checked before any work
+    from tf3dstylegan.training.job import augmentation
+    used = augmentation(fv.aug, fv.augpipe, fv.aug_target, fv.aug_p, fv.ada_kimg)
+    unused = [f"--{name}" for name in ("augpipe", "aug_target", "aug_p", "ada_kimg") if fv[name].present
+              and name not in used]
+    if unused:
+        print(f"note: --aug {fv.aug} does not use {', '.join(unused)}: ignored and not recorded")
     if batch != fv.batch:
         print(f"no GPU: batch {batch} instead of {cfg.batch_size} (set --batch to change)")
     data = fv.data

@@ -7,10 +7,11 @@ import numpy as np
 
 from tf3dstylegan.config import resolution_log2_for_shape
 from tf3dstylegan.data.labels import LabelEncoding, write_labels
+from tf3dstylegan.data.provenance import write_dataset_record
 from tf3dstylegan.data.records import RecordWriter
 from tf3dstylegan.data.table import covariate_values, match_files, read_table
-from tf3dstylegan.data.volumes import (DEFAULT_MAX_VOXELS, NORMALIZATIONS, DataError, iter_loaded_volumes,
-                                       list_volume_files)
+from tf3dstylegan.data.volumes import (DEFAULT_MAX_VOXELS, NORMALIZATIONS, WARN_CLIPPED, DataError,
+                                       describe_touching, iter_loaded_volumes, list_volume_files)
 
 
 def check_outdir(outdir, indir=None):
@@ -87,12 +88,12 @@ def create_from_images3d(outdir, indir, *, base_size=(5, 6, 7), voxel_size=None,
     covariates = _covariates(labels, paths, label_columns, categorical)
     shards = min(shards, len(paths))
 
-    writer, skipped, shape, written = None, [], None, []
+    writer, skipped, shape, written, clipped, touching = None, [], None, [], [], []
     written_range, raw_range, num_clipped = [np.inf, -np.inf], [np.inf, -np.inf], 0
     loaded = iter_loaded_volumes(paths, workers, base_size=base_size, img_shape=img_shape,
                                  voxel_size=voxel_size, normalize=normalize, max_voxels=max_voxels)
     try:
-        for done, (path, volume, raw, problem) in enumerate(loaded, 1):
+        for done, (path, volume, report, problem) in enumerate(loaded, 1):
             if problem is None and shape is not None and volume.shape != shape:
                 problem = (f"shape {volume.shape} differs from the first volume's {shape} "
                            "(resample with --voxel_size and --shape)")
@@ -107,8 +108,13 @@ def create_from_images3d(outdir, indir, *, base_size=(5, 6, 7), voxel_size=None,
                 writer.write(volume)
                 written.append(done - 1)
                 written_range = [min(written_range[0], volume.min()), max(written_range[1], volume.max())]
+                raw = report.raw_range
                 raw_range = [min(raw_range[0], raw[0]), max(raw_range[1], raw[1])]
                 num_clipped += normalize == "none" and (raw[0] < 0 or raw[1] > 1)
+                if report.clipped > WARN_CLIPPED:
+                    clipped.append((str(path), report.clipped))
+                if report.touching:
+                    touching.append(describe_touching(path, report.touching))
             if progress is not None:
                 progress(done, len(paths))
         if writer is None:
@@ -117,7 +123,8 @@ def create_from_images3d(outdir, indir, *, base_size=(5, 6, 7), voxel_size=None,
         if covariates is not None:
             names, kinds, declared, values = covariates
             encoding = LabelEncoding.fit(names, kinds, [values[i] for i in written], declared)
-        files = _finish(writer, encoding)
+        files = _finish(writer, encoding, dict(normalize=normalize, base_size=base_size, img_shape=shape,
+                                               voxel_size=voxel_size))
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -126,15 +133,16 @@ def create_from_images3d(outdir, indir, *, base_size=(5, 6, 7), voxel_size=None,
     return {"outdir": str(outdir), "files": [str(f) for f in files], "num_volumes": writer.num_written,
             "img_shape": list(shape), "value_range": [float(v) for v in written_range],
             "input_range": [float(v) for v in raw_range], "num_clipped": int(num_clipped),
-            "normalize": normalize, "skipped": skipped,
+            "normalize": normalize, "skipped": skipped, "clipped": clipped, "touching": touching,
             "label_size": 0 if encoding is None else encoding.label_size,
             "labels": None if encoding is None else encoding.to_json()["covariates"]}
 
 
-def _finish(writer, encoding):
-    """Write the labels (if any), then give the records their names; on failure remove the labels."""
+def _finish(writer, encoding, preprocessing):
+    """Write the labels (if any) and dataset.json, then give the records their names; on failure remove them."""
     label_files = [] if encoding is None else write_labels(writer.outdir, encoding.samples, encoding)
     try:
+        label_files.append(write_dataset_record(writer.outdir, **preprocessing))
         return writer.close()
     except BaseException:
         for path in label_files:

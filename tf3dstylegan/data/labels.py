@@ -17,7 +17,7 @@ import numpy as np
 
 from tf3dstylegan.data.table import (CATEGORICAL, CONTINUOUS, covariate_values, match_files, read_table)
 from tf3dstylegan.data.volumes import DataError
-from tf3dstylegan.io import write_bytes_atomic, write_json_atomic
+from tf3dstylegan.io import write_bytes_atomic, write_text_atomic
 
 ENCODING_FILE = "labels.json"
 LABELS_SUFFIX = "-rxx.labels"
@@ -37,6 +37,17 @@ class Covariate:
     @property
     def size(self) -> int:
         return 1 if self.kind == CONTINUOUS else len(self.categories)
+
+    def standardised(self, number) -> float:
+        """(number - mean) / std of a continuous covariate; ValueError when it is not finite or too far from the
+        data for a float32 label."""
+        if not np.isfinite(number):
+            raise ValueError(f"covariate {self.name!r} needs a finite number, got {number!r}")
+        value = (number - self.mean) / self.std
+        if not abs(value) <= float(np.finfo(np.float32).max):
+            raise ValueError(f"covariate {self.name!r} = {number!r} is too far from the data (mean {self.mean:.4g}, "
+                             f"std {self.std:.4g}) to be encoded as a float32 label")
+        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +78,9 @@ class LabelEncoding:
             column = [v[name] for v in values]
             if kind == CONTINUOUS:
                 data = np.asarray(column, np.float64)
-                std = float(data.std())
-                covariates.append(Covariate(name, kind, mean=float(data.mean()), std=std if std > 0 else 1.0))
+                scale = float(np.max(np.abs(data))) or 1.0  # sums of values near 1e308 overflow; of data / scale not
+                mean, std = float(np.mean(data / scale) * scale), float(np.std(data / scale) * scale)
+                covariates.append(Covariate(name, kind, mean=mean, std=std if std > 0 else 1.0))
             else:
                 categories = tuple((declared or {}).get(name) or sorted(set(column)))
                 covariates.append(Covariate(name, CATEGORICAL, categories=categories))
@@ -101,7 +113,7 @@ class LabelEncoding:
                     number = float("nan")
                 if not np.isfinite(number):
                     raise ValueError(f"covariate {c.name!r} needs a finite number, got {value!r}")
-                parts.append([(number - c.mean) / c.std])
+                parts.append([c.standardised(number)])
             else:
                 if str(value) not in c.categories:
                     raise ValueError(f"unknown category {value!r} of covariate {c.name!r} "
@@ -112,6 +124,17 @@ class LabelEncoding:
     def encode_rows(self, rows) -> np.ndarray:
         """A list of {name: value} -> float32 [N, label_size]."""
         return np.stack([self.encode(r) for r in rows]) if rows else np.zeros([0, self.label_size], np.float32)
+
+    def far_values(self, values: Dict, limit=5.0) -> Dict:
+        """{name: standardised value} of the continuous covariates in {name: value} more than `limit` standard
+        deviations from the dataset's mean (outside anything the network was trained on)."""
+        far = {}
+        for c in self.covariates:
+            if c.kind == CONTINUOUS and c.name in values:
+                z = (float(values[c.name]) - c.mean) / c.std
+                if abs(z) > limit:
+                    far[c.name] = z
+        return far
 
     def decode(self, vector) -> Dict:
         """float32 [label_size] -> {name: float (continuous) or category (the largest one-hot entry)}."""
@@ -180,8 +203,9 @@ def write_labels(records_dir, labels, encoding=None, name=None):
     buffer = io.BytesIO()
     np.save(buffer, labels, allow_pickle=False)
     outputs = [(labels_path(records_dir, name), write_bytes_atomic, buffer.getvalue())]
-    if encoding is not None:
-        outputs.append((Path(records_dir) / ENCODING_FILE, write_json_atomic, encoding.to_json()))
+    if encoding is not None:  # serialised before anything is written: a value JSON cannot hold leaves no file
+        text = json.dumps(encoding.to_json(), indent=2, allow_nan=False) + "\n"
+        outputs.append((Path(records_dir) / ENCODING_FILE, write_text_atomic, text))
     written = []
     try:
         for path, write, value in outputs:

@@ -6,6 +6,7 @@ NN = log2(4 * X / base_size[0]); sharded datasets add `-SSSofNNN` before the suf
 """
 import contextlib
 import dataclasses
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -29,7 +30,9 @@ def record_file_name(name, resolution_log2, shard=0, num_shards=1) -> str:
 
 def serialize_volume(volume) -> bytes:
     """A tf.train.Example of a [C, X, Y, Z] volume, stored as float32 clipped to [0, 1]."""
-    volume = np.clip(np.asarray(volume), 0.0, 1.0).astype("<f4")
+    volume = np.asarray(volume, "<f4")  # no copy of a float32 volume already in [0, 1]: large ones stay in memory
+    if volume.size and (volume.min() < 0.0 or volume.max() > 1.0):
+        volume = np.clip(volume, 0.0, 1.0)
     return encode_example({"shape": ("int64", volume.shape), "data": ("bytes", [volume.tobytes()])})
 
 
@@ -158,19 +161,37 @@ def count_records(path) -> int:
     return sum(1 for _ in _record_spans(path))
 
 
-def first_record_shape(path):
-    """[C, X, Y, Z] of the first record, or None for an empty file."""
+def first_record(path):
+    """([C, X, Y, Z], float32 values) of the first record of a file, or None for an empty file; DataError when
+    the record is not an Example of a positive 4-value shape whose payload holds exactly that many float32
+    values (checked with exact integers before anything of that size exists)."""
     for offset, length in _record_spans(path):
         with open(path, "rb") as f:
             f.seek(offset)
             try:
-                shape = tuple(feature_values(decode_example(f.read(length)), "shape", "int64"))
+                features = decode_example(f.read(length))
             except WireError as err:
                 raise DataError(path, f"not a tf.train.Example record ({err})") from None
+        shape = tuple(int(s) for s in feature_values(features, "shape", "int64"))
+        data = feature_values(features, "data", "bytes")
         if len(shape) != 4:
-            raise DataError(path, f"record 'shape' must hold 4 values [C, X, Y, Z], got {shape}")
-        return shape
+            floats = feature_values(features, "shape", "float")
+            kind = "a float list" if len(floats) else f"{len(shape)} values"
+            raise DataError(path, f"record 'shape' must hold 4 int64 values [C, X, Y, Z], got {kind} {shape}")
+        if min(shape) < 1:
+            raise DataError(path, f"record 0 has shape {list(shape)}: every size must be >= 1")
+        payload = sum(len(d) for d in data)
+        if len(data) != 1 or payload != 4 * math.prod(shape):
+            raise DataError(path, f"record 0 claims shape {list(shape)} ({math.prod(shape):,} float32 values) but "
+                                  f"its payload holds {payload:,} bytes")
+        return shape, np.frombuffer(data[0], "<f4")
     return None
+
+
+def first_record_shape(path):
+    """[C, X, Y, Z] of the first record, or None for an empty file (checked as first_record)."""
+    found = first_record(path)
+    return None if found is None else found[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,8 +214,13 @@ def full_resolution_files(path):
         files = [path]
     elif path.is_dir():
         files = sorted(p for p in path.glob("*.tfrecords") if not p.name.startswith("."))
+    elif path.exists():
+        raise DataError(path, "not a regular file or folder (a FIFO or device?): expected a records folder")
     else:
         raise DataError(path, "no such records folder or file")
+    for file in files:
+        if not file.is_file():  # opening a FIFO would block
+            raise DataError(file, "not a regular file (a FIFO, device or folder): expected TFRecords")
     shapes = {f: first_record_shape(f) for f in files}
     shapes = {f: s for f, s in shapes.items() if s is not None}
     if not shapes:

@@ -2,7 +2,8 @@
 
 A table is UTF-8 CSV (`.csv`) or TSV (`.tsv`; other names: tab-separated if the header has a tab),
 with a header row. The id column is `participant_id` when there is one, else the first column; ids
-are unique. Every other column is a covariate. Empty cells and `n/a` are missing values.
+are unique. Every other column is a covariate. Empty cells, `n/a`, `na`, `nan` and `null` (any case) are
+missing values. Line endings may be LF, CRLF or CR; a cell may hold up to MAX_CELL characters.
 
 Matching rule: an input file matches the row whose id equals its stem (the name without .nii.gz,
 .nii or .npz); failing that, the row whose id appears in the stem as whole `_`-separated parts
@@ -16,13 +17,16 @@ import csv
 import dataclasses
 import io
 import math
+import re
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 from tf3dstylegan.data.volumes import DataError, volume_suffix
 
-MISSING = ("", "n/a")
+MISSING = ("", "n/a", "na", "nan", "null")
 MAX_TABLE_BYTES = 64 << 20
+MAX_CELL = 4096  # characters; longer cells (or a quote left open) are refused
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # plain decimal numbers (no 1_000, 0x10)
 CONTINUOUS, CATEGORICAL = "continuous", "categorical"
 
 
@@ -58,7 +62,7 @@ def read_table(path) -> Table:
         raise DataError(path, "empty covariate table: expected a header row")
     name = path.name.lower()
     delimiter = "\t" if name.endswith(".tsv") or (not name.endswith(".csv") and "\t" in lines[0]) else ","
-    records = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), 1) if r]
+    records = _records(path, text, delimiter)
     header = [h.strip() for h in records[0][1]]
     if len(header) < 2:
         raise DataError(path, f"needs an id column and at least one covariate column, has {header}")
@@ -83,6 +87,27 @@ def read_table(path) -> Table:
     if not rows:
         raise DataError(path, "has a header but no rows")
     return Table(path, id_column, tuple(h for h in header if h != id_column), tuple(rows), tuple(numbers))
+
+
+def _records(path, text, delimiter):
+    """[(first line, fields)] of the non-empty records; DataError naming the line of a cell that is too long or
+    a quote that runs past its line (unterminated)."""
+    reader = csv.reader(io.StringIO(text, newline=None), delimiter=delimiter)  # universal newlines: CR-only too
+    records, line = [], 1
+    try:
+        for fields in reader:
+            if any("\n" in field for field in fields):
+                raise DataError(path, f"line {line}: a quoted field runs over lines {line}-{reader.line_num} (a "
+                                      f"quote left open?)")
+            long = [field for field in fields if len(field) > MAX_CELL]
+            if long:
+                raise DataError(path, f"line {line}: a cell of {len(long[0]):,} characters (at most {MAX_CELL})")
+            if fields:
+                records.append((line, fields))
+            line = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError(path, f"line {reader.line_num}: not a readable CSV/TSV row ({err})") from None
+    return records
 
 
 def file_stem(path) -> str:
@@ -129,10 +154,9 @@ def parse_categorical_flags(categorical) -> Dict[str, Tuple[str, ...]]:
 
 
 def _number(text):
-    try:
-        value = float(text)
-    except ValueError:
+    if not _NUMBER.match(text):
         return None
+    value = float(text)
     return value if math.isfinite(value) else None
 
 

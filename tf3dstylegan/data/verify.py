@@ -1,4 +1,5 @@
 """Verify a records folder before training: every record's CRCs, plus a sample of parsed payloads."""
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,10 @@ def check_payload(path, index, record, shape):
     data = feature_values(features, "data", "bytes")
     if stored != tuple(shape):
         raise DataError(where, f"shape {list(stored)} differs from the file's first record {list(shape)}")
-    if len(data) != 1 or len(data[0]) != 4 * int(np.prod(shape)):
+    if len(data) != 1 or len(data[0]) != 4 * math.prod(shape):
         length = sum(len(d) for d in data)
         raise DataError(where, f"payload of {length} bytes does not fit shape {list(shape)} "
-                               f"({4 * int(np.prod(shape))} bytes of float32)")
+                               f"({4 * math.prod(shape):,} bytes of float32)")
     values = np.frombuffer(data[0], "<f4")
     if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > 1.0:
         raise DataError(where, "holds values that are NaN, Inf or outside [0, 1]")

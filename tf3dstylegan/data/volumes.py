@@ -7,6 +7,7 @@ import functools
 import multiprocessing
 import zipfile
 from pathlib import Path
+from typing import NamedTuple, Tuple
 
 import nibabel as nib
 import nibabel.processing
@@ -19,7 +20,13 @@ from tf3dstylegan.data.nifti import grid_affine, nifti_suffix
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npz")
 NORMALIZATIONS = ("none", "minmax", "percentile")
 PERCENTILES = (0.5, 99.5)  # percentile normalisation: low over all voxels, high over the foreground
-DEFAULT_MAX_VOXELS = 512 ** 3  # larger claimed sizes are refused before reading (--max_voxels allows them)
+DEFAULT_MAX_VOXELS = 2 ** 26  # larger claimed sizes are refused before reading (--max_voxels allows them); 2^26
+# voxels (e.g. 512x512x256) convert in 1.7 GB, 2^27 needed 2.8 GB (README, Data)
+MAX_CLIPPED = 0.5  # a volume --normalize clips more of is refused
+WARN_CLIPPED = 0.02  # ... and more than this is warned about
+TOUCH_THRESHOLD, TOUCH_FRACTION = 0.15, 0.05  # a face with > 5% of its voxels above 15% of the maximum
+FACE_NAMES = {"R": ("left", "right"), "L": ("right", "left"), "A": ("posterior", "anterior"),
+              "P": ("anterior", "posterior"), "S": ("inferior", "superior"), "I": ("superior", "inferior")}
 
 
 class DataError(ValueError):
@@ -36,11 +43,12 @@ def volume_suffix(path) -> str:
 
 
 def list_volume_files(indir):
-    """Sorted regular, non-hidden files of a folder (all of them: unknown kinds are reported later)."""
+    """Sorted non-hidden entries of a folder that are not folders (all of them: unknown kinds, FIFOs and devices
+    are reported later, by read_volume)."""
     indir = Path(indir)
     if not indir.is_dir():
         raise DataError(indir, "not a folder")
-    files = sorted(p for p in indir.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in indir.iterdir() if not p.is_dir() and not p.name.startswith("."))
     if not files:
         raise DataError(indir, "empty folder: no .nii, .nii.gz or .npz files")
     return files
@@ -68,12 +76,17 @@ def _npz_header(archive, path, key):
 
 
 def read_volume(path, max_voxels=DEFAULT_MAX_VOXELS):
-    """(array, affine or None) of a volume file; DataError when it cannot be read or its header
-    claims more than max_voxels voxels (checked before the data is read)."""
+    """(array, affine or None) of a volume file, in the file's own (real) dtype so that a large integer volume
+    is not widened before it is needed; DataError when it cannot be read, is not a regular file, holds complex
+    values, or its header claims more than max_voxels voxels (checked before the data is read)."""
     path = Path(path)
     suffix = volume_suffix(path)
     if not suffix:
         raise DataError(path, "not an image file (expected .nii, .nii.gz or .npz)")
+    if not path.exists():
+        raise DataError(path, "unreadable: no such file")
+    if not path.is_file():  # opening a FIFO would block
+        raise DataError(path, "not a regular file (a FIFO or a device)")
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
@@ -85,15 +98,18 @@ def read_volume(path, max_voxels=DEFAULT_MAX_VOXELS):
                     if tuple(_npz_header(archive, path, "affine")[0]) != (4, 4):
                         raise DataError(path, "'affine' must be a 4x4 array")
                     affine = np.asarray(archive["affine"], np.float64)
-                data = np.asarray(archive["vol_data"], np.float32)
-            return data, affine
-        image = nib.load(str(path))
-        check_claimed_size(path, image.header.get_data_shape(), max_voxels)
-        return np.asarray(image.get_fdata(dtype=np.float32)), np.asarray(image.affine, np.float64)
+                data = archive["vol_data"]
+        else:
+            image = nib.load(str(path))
+            check_claimed_size(path, image.header.get_data_shape(), max_voxels)
+            data, affine = np.asanyarray(image.dataobj), np.asarray(image.affine, np.float64)
     except DataError:
         raise
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, nib.filebasedimages.ImageFileError) as err:
         raise DataError(path, f"unreadable or truncated file ({type(err).__name__}: {err})") from None
+    if np.iscomplexobj(data):
+        raise DataError(path, f"holds complex values ({data.dtype}): expected a real-valued volume")
+    return (data.astype(np.uint8) if data.dtype == bool else data), affine
 
 
 def check_volume(path, data) -> np.ndarray:
@@ -136,30 +152,74 @@ def resample_to_grid(data, affine, img_shape, voxel_size, order=1) -> np.ndarray
     return np.asarray(resampled.dataobj, np.float32)
 
 
-def normalize_intensity(data, mode) -> np.ndarray:
-    """Map to [0, 1]: 'none' clips (the original's behaviour), 'minmax' scales min..max,
-    'percentile' scales the 0.5th percentile .. the 99.5th percentile of the foreground and clips.
-    Computed in float64, so that any finite input gives a finite result."""
+def intensity_window(data, mode):
+    """(low, high): the input values that --normalize `mode` maps to 0 and 1 ('none': 0 and 1)."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {mode!r}")
     if mode == "none":
-        return np.clip(np.asarray(data, np.float32), 0.0, 1.0)
-    data = np.asarray(data, np.float64)  # float32 differences of values near +-3e38 overflow
-    low = float(data.min())
+        return 0.0, 1.0
+    low = float(np.min(data))
     if mode == "percentile":
         low = float(np.percentile(data, PERCENTILES[0]))
         foreground = data[data > low]
         high = float(np.percentile(foreground, PERCENTILES[1])) if foreground.size else low
     else:
-        high = float(data.max())
+        high = float(np.max(data))
     if high <= low:
         raise ValueError("constant volume: cannot normalise")
-    return np.clip((data - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    return low, high
+
+
+def normalize_intensity(data, mode, with_clipped=False):
+    """Map to [0, 1] (float32): 'none' clips (the original's behaviour), 'minmax' scales min..max,
+    'percentile' scales the 0.5th percentile .. the 99.5th percentile of the foreground and clips. Computed in
+    float32 on a quarter of the values, so any finite input gives a finite result and only one float32 copy of the
+    volume is made. with_clipped: also return the fraction of voxels outside the window (clipped)."""
+    low, high = intensity_window(data, mode)
+    out = np.multiply(data, np.float32(0.25), dtype=np.float32)  # a quarter: no difference overflows float32
+    low4 = np.float32(low) * np.float32(0.25)
+    out -= low4
+    out /= np.float32(high) * np.float32(0.25) - low4
+    clipped = np.count_nonzero(out < 0) + np.count_nonzero(out > 1) if with_clipped else 0
+    np.clip(out, 0.0, 1.0, out=out)
+    return (out, clipped / max(out.size, 1)) if with_clipped else out
+
+
+class VolumeReport(NamedTuple):
+    """What loading a volume found beside the volume itself."""
+
+    raw_range: Tuple[float, float]  # the input's min and max
+    clipped: float  # fraction of voxels --normalize clipped to 0 or 1
+    touching: Tuple[Tuple[str, int], ...]  # (face, voxels) of every grid face the brain touches
+
+
+def touching_faces(volume, axis_codes=None, threshold=TOUCH_THRESHOLD, fraction=TOUCH_FRACTION):
+    """((face, voxels), ...) of the faces of [X, Y, Z] `volume` on which more than `fraction` of the voxels are
+    above `threshold` x the volume's maximum (the brain touches the face, or is cut by it). Faces are named from
+    the axis codes (nibabel's, e.g. ('R', 'A', 'S')) when known, else by array index."""
+    peak = float(volume.max())
+    found = []
+    if peak <= 0:
+        return ()
+    for axis in range(3):
+        for end in (0, -1):
+            face = np.take(volume, end, axis=axis)
+            count = int(np.count_nonzero(face > threshold * peak))
+            if count > fraction * face.size:
+                found.append((_face_name(axis, end, axis_codes), count))
+    return tuple(found)
+
+
+def _face_name(axis, end, axis_codes):
+    index = f"{'xyz'[axis]} = {0 if end == 0 else 'max'}"
+    code = axis_codes[axis] if axis_codes and axis_codes[axis] in FACE_NAMES else None
+    return f"{FACE_NAMES[code][0 if end == 0 else 1]} face ({index})" if code else f"face {index}"
 
 
 def load_volume(path, *, base_size=(5, 6, 7), img_shape=None, voxel_size=None, normalize="none",
                 max_voxels=DEFAULT_MAX_VOXELS):
-    """A checked float32 [X, Y, Z] volume in [0, 1] plus its raw (min, max); DataError if bad.
+    """A checked float32 [X, Y, Z] volume in [0, 1] and its VolumeReport; DataError if bad, or when --normalize
+    clips more than MAX_CLIPPED of its voxels.
 
     With img_shape and voxel_size the volume is resampled onto that grid (needs an affine)."""
     data, affine = read_volume(path, max_voxels)
@@ -170,19 +230,50 @@ def load_volume(path, *, base_size=(5, 6, 7), img_shape=None, voxel_size=None, n
             raise DataError(path, "has no affine (.npz without 'affine'): cannot resample")
         if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
             raise DataError(path, "its affine is not finite or is singular: cannot resample")
+        if _zero_pixdim(path):
+            raise DataError(path, "its header gives no voxel size (pixdim 0): cannot resample; fix the header")
         data = resample_to_grid(data, affine, img_shape, voxel_size)
     check_shape(path, data.shape, base_size)
     try:
-        data = normalize_intensity(data, normalize)
+        data, clipped = normalize_intensity(data, normalize, with_clipped=True)
     except ValueError as err:
         raise DataError(path, str(err)) from None
     if not np.isfinite(data).all():
         raise DataError(path, "resampling or --normalize gave NaN or Inf values (extreme input values?)")
-    return data, raw_range
+    if clipped > MAX_CLIPPED:
+        raise DataError(path, f"--normalize {normalize} clips {100 * clipped:.0f}% of its voxels to 0 or 1 (values "
+                              f"{raw_range[0]:.4g} .. {raw_range[1]:.4g}): nearly all of the volume would be lost; "
+                              f"use --normalize percentile")
+    codes = ("R", "A", "S") if img_shape is not None else _axis_codes(affine)
+    return data, VolumeReport(raw_range, clipped, touching_faces(data, codes))
+
+
+def _axis_codes(affine):
+    if affine is None or not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        return None
+    return nib.aff2axcodes(affine)
+
+
+def _zero_pixdim(path) -> bool:
+    """True for a NIfTI header without an sform whose voxel sizes are 0 (nibabel then reads them as 1 mm)."""
+    if volume_suffix(path) == ".npz":
+        return False
+    header_class = type(nib.load(str(path)).header)
+    with nib.openers.ImageOpener(str(path)) as f:
+        raw = header_class.from_fileobj(f, check=False)  # as stored: nibabel's check would set 0 to 1
+    return int(raw["sform_code"]) == 0 and bool(np.any(np.asarray(raw["pixdim"][1:4]) == 0))
+
+
+def describe_touching(path, touching) -> str:
+    """One warning line for a volume whose brain touches faces of the grid, with the preprocessing it needs."""
+    faces = ", ".join(f"{face}: {count} voxels" for face, count in touching)
+    return (f"warning: {path}: the brain touches the grid's {faces} (voxels above {TOUCH_THRESHOLD:.0%} of the "
+            f"maximum): it is cut or off-centre; skull-strip and centre (register) the scans first, e.g. with "
+            f"dataset_tool.py prepare")
 
 
 def _load_or_error(path, **kwargs):
-    """(volume, raw_range, None) or (None, None, problem): workers never raise."""
+    """(volume, VolumeReport, None) or (None, None, problem): workers never raise."""
     try:
         return (*load_volume(path, **kwargs), None)
     except DataError as err:
@@ -192,7 +283,7 @@ def _load_or_error(path, **kwargs):
 
 
 def iter_loaded_volumes(paths, workers=1, **kwargs):
-    """Yield (path, volume, raw_range, problem or None) in the order of paths, loading with N processes."""
+    """Yield (path, volume, VolumeReport, problem or None) in the order of paths, loading with N processes."""
     load = functools.partial(_load_or_error, **kwargs)
     if workers <= 1:
         for path in paths:

@@ -19,6 +19,7 @@ from tf3dstylegan.metrics import groups, labelled, mmd
 
 MEASURES = {"ventricle_volume": "ml"}  # measure -> unit (see measure_volumes)
 DEFAULT_STEPS = 5
+MAX_STEPS = 1000  # covariate values per latent (generated volumes: about max(num, steps))
 MIN_VOLUMES = 3  # a slope with one degree of freedom
 LEVEL = 0.95
 
@@ -101,8 +102,8 @@ def covariate_effect(G, data, effect, num=64, batch_size=8, seed=0, truncation_p
     encoding = data.require_names()
     check_effect(effect, encoding)
     voxel_size = G.config.voxel_size
-    if steps < 2:
-        raise ValueError(f"the effect needs at least 2 covariate values per latent, got steps={steps}")
+    if not 2 <= steps <= MAX_STEPS:
+        raise ValueError(f"the effect needs 2 to {MAX_STEPS} covariate values per latent, got steps={steps}")
     values, measured = [], []
     for volumes, labels in data.batches(batch_size, keep):
         values.append(groups.covariate_values(labels, encoding, effect.covariate))

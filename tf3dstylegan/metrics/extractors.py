@@ -31,7 +31,10 @@ def check_weight_files(metrics, inception_weights=None, deepbet_weights=None, me
         if space == "medicalnet" and path is None:
             raise ValueError(f"{name}: required by the MedicalNet metrics (the resnet_50_23dataset.pth file)")
         if path is not None and not os.path.isfile(path):
-            raise ValueError(f"{name}: {path}: no such file")
+            problem = ("is a folder, not a weights file" if os.path.isdir(path) else
+                       "is a broken or looping symbolic link" if os.path.lexists(path) else
+                       "not a regular file" if os.path.exists(path) else "no such file")
+            raise ValueError(f"{name}: {path}: {problem}")
 
 
 class FeatureExtractors:

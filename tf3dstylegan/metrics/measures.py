@@ -2,9 +2,9 @@
 
 A measurement is a result key, a statistic and the arrays it reads (feature sets, per-batch or per-pair
 values, per-volume memorisation flags). Its value is the statistic of the full arrays; with `intervals`
-> 0 the keys `<key>_lo` and `<key>_hi` hold the 95 % range of the statistic over that many random halves
-(see `intervals.py`) and `<key>_n` the number of samples in the first array. Ranges need at least
-`MIN_SAMPLES` samples in every array, otherwise they are left out.
+> 0 the keys `<key>_lo` and `<key>_hi` hold the 95 % range (the statistic's spread over that many random
+halves, centred on its value: see `intervals.py`) and `<key>_n` the number of samples in the first array.
+Ranges need at least `MIN_SAMPLES` samples in every array, otherwise they are left out.
 """
 from typing import Callable, NamedTuple
 
@@ -73,7 +73,7 @@ def measure(measurements, num_halves=0, seed=0):
     for index, (key, statistic, arrays) in enumerate(measurements):
         results[key] = float(statistic(*arrays))
         if num_halves and min(len(a) for a in arrays) >= MIN_SAMPLES:
-            low, high = intervals.spread_over_halves(statistic, arrays, num_halves, seed=seed + index)
+            low, high = intervals.centred_range(statistic, arrays, results[key], num_halves, seed=seed + index)
             results[f"{key}_lo"], results[f"{key}_hi"] = low, high
             results[f"{key}_n"] = float(len(arrays[0]))
     return results

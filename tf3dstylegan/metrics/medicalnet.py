@@ -28,6 +28,7 @@ STAGE_STRIDES = (1, 2, 1, 1)
 STAGE_DILATIONS = (1, 1, 2, 4)
 EXPANSION = 4
 PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
+MAX_ELEMENTS = 1 << 27  # MedicalNet's ResNet-50 has 46 million weights, its largest (ResNet-200) about twice that
 
 
 class MedicalNetWeightsError(ValueError):
@@ -57,12 +58,12 @@ def backbone_weights(state):
 
 
 def load_weights(path):
-    """Backbone weights from a `.pth` (torch.save, read without torch) or `.npz` file."""
-    from tf3dstylegan.metrics import torchsave
+    """Backbone weights from a `.pth` (torch.save, read without torch) or `.npz` file, making no more arrays than
+    MAX_ELEMENTS (checked before each allocation)."""
+    from tf3dstylegan.metrics import torchsave, weights
     if str(path).endswith(".npz"):
-        with np.load(path) as data:
-            return backbone_weights(dict(data))
-    return backbone_weights(torchsave.load(path))
+        return backbone_weights(weights.load_npz(path, MAX_ELEMENTS, MedicalNetWeightsError))
+    return backbone_weights(torchsave.load(path, MAX_ELEMENTS))
 
 
 def stage_depths(weights):

@@ -5,8 +5,11 @@ Stored per records folder and request: the features of real halves A and B in ev
 of their pairs, their pooled volumes (memorisation) and the real-vs-real bMMD² values. The key hashes the
 folder's resolved path with its files' names, sizes and modification times, the metrics, the number of
 volumes, the batch size, whether half B is used, and the feature networks' weights (`weights_digest`), so a
-changed record, request or network never reads a stale entry. Arrays are read with allow_pickle=False.
+changed record, request or network never reads a stale entry. Arrays are read with allow_pickle=False, and an
+entry is used only when its arrays are numeric and match the sha256 stored inside it (`checksum`): a truncated,
+edited or foreign entry is recomputed (and rewritten).
 """
+import zipfile
 import hashlib
 import json
 import os
@@ -16,8 +19,9 @@ import numpy as np
 
 from tf3dstylegan import io
 
-FORMAT = 1
+FORMAT = 2  # 2: entries carry a checksum
 FOLDER = "metrics-reals"
+CHECKSUM = "checksum"
 
 
 def weights_digest(weights: dict) -> str:
@@ -50,13 +54,18 @@ def save(path, arrays: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays, **{CHECKSUM: np.asarray(weights_digest(arrays))})
 
 
 def load(path) -> dict | None:
-    """{name: array} of an entry, or None when it is missing or unreadable (then it is recomputed)."""
+    """{name: array} of an entry, or None when it is missing, unreadable, not numeric or does not match its
+    checksum (then it is recomputed)."""
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return dict(stored)
-    except (OSError, ValueError, EOFError):
+            arrays = dict(stored)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         return None
+    checksum = arrays.pop(CHECKSUM, None)
+    if checksum is None or not all(np.issubdtype(a.dtype, np.number) for a in arrays.values()):
+        return None
+    return arrays if str(checksum) == weights_digest(arrays) else None

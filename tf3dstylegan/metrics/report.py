@@ -3,6 +3,7 @@ covariate effect and one section per group of a per-condition evaluation."""
 
 RANGE_SUFFIXES = ("_lo", "_hi", "_n")
 SECTIONS = ("effect", "by")  # results keys holding nested results
+NOTES = ("interval_method",)  # results keys holding text printed under the table
 GROUP_ENTRIES = ("count", "skipped", "effect")  # a group's keys that are not metrics
 
 
@@ -20,15 +21,16 @@ def _aligned(rows):
 
 
 def format_table(results):
-    """Text table of `compute_metrics` results: metric, value, 95 % range over halves, n (nested sections left
-    out: see format_report)."""
-    keys = [key for key in results if not _is_range_key(key, results) and key not in SECTIONS]
-    rows = [("metric", "value", "95% range (halves)", "n")]
+    """Text table of `compute_metrics` results: metric, value, 95 % range, n (nested sections left out: see
+    format_report), and how the ranges were made."""
+    keys = [key for key in results if not _is_range_key(key, results) and key not in SECTIONS + NOTES]
+    rows = [("metric", "value", "95% range", "n")]
     for key in keys:
         low, high, n = (results.get(f"{key}{suffix}") for suffix in RANGE_SUFFIXES)
         interval = f"[{_number(low)}, {_number(high)}]" if low is not None else ""
         rows.append((key, _number(results[key]), interval, "" if n is None else str(int(n))))
-    return _aligned(rows)
+    note = f"\n95% range: {results['interval_method']}" if "interval_method" in results else ""
+    return _aligned(rows) + note
 
 
 def format_effect(effect):

@@ -12,18 +12,21 @@ volumes alternate batch-wise between the halves, and a volume seen in A may not 
   fid_medicalnet, kid_medicalnet, pr_medicalnet   the same on MedicalNet ResNet-50 features
   memorisation memorisation_fraction, _count, _threshold, _ncc_q05/_median/_q95/_max: nearest training
                volume by NCC (training set: `train_data`, else real A); `memorisation_png` gets the closest pairs
-With `intervals=R` each metric also gets `<key>_lo`, `<key>_hi` (95 % range over R random halves) and
-`<key>_n` (its sample count). A conditional generator's volumes get labels drawn from the real labels.
+With `intervals=R` each metric also gets `<key>_lo`, `<key>_hi` (95 % range: its spread over R random
+halves, centred on its value) and `<key>_n` (its sample count); `interval_method` says so in words.
+A conditional generator's volumes get labels drawn from the real labels.
 Per-condition evaluation (per_condition.compute_metrics, `by=`) calls `evaluate_streams` once per group.
 """
 import hashlib
 import os
+import sys
 
 import numpy as np
 
 from tf3dstylegan import conditions
 from tf3dstylegan.metrics import extractors as feature_networks
 from tf3dstylegan.metrics import inception, labelled, measures, memorisation, mmd, msssim, real_cache, slices
+from tf3dstylegan.metrics import intervals as intervals_module
 
 METRICS = ("fid_slices", "kid_slices", "bmmd2", "msssim", "fid3d", "kid3d", "pr3d",
            "fid_medicalnet", "kid_medicalnet", "pr_medicalnet", "memorisation")
@@ -169,9 +172,13 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
     cached = real_cache.load(entry) if entry else None
     mmd_fake, mmd_real, seen_a = [], [], set()
     if cached is not None:
-        real_a.restore(cached, "a")
-        real_b.restore(cached, "b")
-        mmd_real = list(cached["mmd_real"])
+        try:
+            real_a.restore(cached, "a")
+            real_b.restore(cached, "b")
+            mmd_real = list(cached["mmd_real"])
+        except KeyError:  # an entry without what this request needs: computed anew
+            cached, mmd_real = None, []
+            real_a, real_b = VolumeSummary(metrics, extractors), VolumeSummary(metrics, extractors)
     summarise_reals = cached is None  # else only read (bMMD² of the fakes, the halves' disjointness)
     for start in range(0, num, batch_size):
         batch_a = reals.take(min(batch_size, num - start))
@@ -196,12 +203,16 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
                 if "bmmd2" in metrics:
                     mmd_real.append(mmd.batch_mmd2(unit_a, mmd.to_unit_range(batch_b)))
     if entry and summarise_reals:
-        real_cache.save(entry, {**real_a.to_arrays("a"), **real_b.to_arrays("b"),
-                                "mmd_real": np.asarray(mmd_real, np.float64)})
+        try:
+            real_cache.save(entry, {**real_a.to_arrays("a"), **real_b.to_arrays("b"),
+                                    "mmd_real": np.asarray(mmd_real, np.float64)})
+        except OSError as err:  # the cache is an optimisation: the results stand without it
+            print(f"note: {entry}: cannot write the real-volume cache entry ({err.strerror or err}); not cached",
+                  file=sys.stderr)
     train = _training_volumes(train_data, batch_size, real_a) if "memorisation" in metrics else None
     rows = ([("", fake, mmd_fake, fake.msssim)] if fake_batches is not None else []) + (
         [("real_", real_b, mmd_real, real_a.msssim)] if reference else [])
-    results = {"num": num}
+    results = {"num": num, **({"interval_method": intervals_module.METHOD} if intervals else {})}
     for prefix, evaluated, mmd_values, pair_values in rows:
         results.update(_row_results(prefix, metrics, evaluated, real_a.features, mmd_values, pair_values, train,
                                     intervals, seed, None if prefix else memorisation_png))

@@ -7,7 +7,8 @@ followed by its raw bytes). The object pickle is read with a restricted Unpickle
 `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2`, `torch._utils._rebuild_parameter` and
 torch's storage types; any other global (os.system, builtins.eval, ...) is refused before anything runs.
 Sizes are checked before allocating: each storage's declared size against the archive member or the bytes
-left in the file. Tensors come back as NumPy arrays.
+left in the file, every tensor's layout against its storage, and all of them against `max_elements` (what the
+expected network needs; torchscript.ElementBudget). Tensors come back as NumPy arrays.
 """
 import collections
 import io
@@ -100,30 +101,32 @@ def _unpickle(raw_or_file):
         raise TorchSaveError(f"cannot unpickle ({type(e).__name__}: {e})"[:300]) from e
 
 
-def _resolve(value, arrays):
+def _resolve(value, arrays, budget):
     """Replace pending tensors in nested dicts/lists/tuples by NumPy arrays."""
     if isinstance(value, _PendingTensor):
         storage = arrays[value.storage.key]
-        return torchscript._rebuild_tensor_v2(storage, value.offset, value.size, value.stride)
+        try:
+            return torchscript._rebuild_tensor_v2(storage, value.offset, value.size, value.stride, budget=budget)
+        except torchscript.TorchScriptError as e:
+            raise TorchSaveError(str(e)) from None
     if isinstance(value, dict):
-        resolved = type(value)((k, _resolve(v, arrays)) for k, v in value.items())
-        return resolved
+        return type(value)((k, _resolve(v, arrays, budget)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return type(value)(_resolve(v, arrays) for v in value)
+        return type(value)(_resolve(v, arrays, budget) for v in value)
     return value
 
 
-def _read_zip(archive):
+def _read_zip(archive, budget):
     names, root, pickled = torchscript.archive_layout(archive, TorchSaveError)
     if archive.getinfo(pickled).file_size > torchscript.MAX_PICKLE_BYTES:
         raise TorchSaveError(f"{pickled} is larger than {torchscript.MAX_PICKLE_BYTES} bytes")
     obj, storages = _unpickle(io.BytesIO(archive.read(pickled)))
     arrays = {key: torchscript.read_storage_member(archive, names, root, key, storage.dtype, storage.numel,
-                                                   TorchSaveError) for key, storage in storages.items()}
-    return _resolve(obj, arrays)
+                                                   TorchSaveError, budget) for key, storage in storages.items()}
+    return _resolve(obj, arrays, budget)
 
 
-def _read_legacy(f, file_size):
+def _read_legacy(f, file_size, budget):
     try:
         header = [_PlainUnpickler(f).load() for _ in range(3)]
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as e:
@@ -147,20 +150,23 @@ def _read_legacy(f, file_size):
         if numel != storage.numel or needed > file_size - f.tell():
             raise TorchSaveError(f"storage {key}: {numel} elements on file, {storage.numel} declared, "
                                  f"{file_size - f.tell()} bytes left")
+        budget.take(numel, f"storage {key}")
         arrays[key] = np.frombuffer(f.read(needed), storage.dtype.newbyteorder("<"))
-    return _resolve(obj, arrays)
+    return _resolve(obj, arrays, budget)
 
 
-def load(path):
-    """The object saved in `path` with tensors as NumPy arrays (zip or legacy torch.save layout)."""
+def load(path, max_elements=torchscript.MAX_ELEMENTS):
+    """The object saved in `path` with tensors as NumPy arrays (zip or legacy torch.save layout), making at most
+    `max_elements` array elements."""
     path = Path(path)
     if not path.is_file():
         raise TorchSaveError(f"{path}: no such file")
+    budget = torchscript.ElementBudget(max_elements, TorchSaveError)
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
-                return _read_zip(archive)
+                return _read_zip(archive, budget)
         except zipfile.BadZipFile as e:
             raise TorchSaveError(f"bad zip archive ({e})") from e
     with open(path, "rb") as f:
-        return _read_legacy(f, path.stat().st_size)
+        return _read_legacy(f, path.stat().st_size, budget)

@@ -4,10 +4,14 @@ A TorchScript file is a zip: `<root>/data.pkl` (a pickle of the module tree) plu
 raw little-endian storages. The pickle is read with a restricted Unpickler: `__torch__.*` module classes
 become inert `ScriptModule` records, `torch._utils._rebuild_tensor_v2` builds a NumPy view of a storage,
 `torch.jit._pickle.build_*list` and `collections.OrderedDict` build plain containers; any other global is
-refused. No code from the archive is ever executed (its `code/` folder is ignored).
+refused. No code from the archive is ever executed (its `code/` folder is ignored). Every storage and every
+tensor is charged to an ElementBudget (what the expected network needs) before it is allocated, and a tensor may
+not view more elements than its storage holds (a stride-0 view of one element as [2^15, 2^15] is refused).
 """
 import collections
+import functools
 import io
+import math
 import pickle
 import zipfile
 
@@ -21,6 +25,21 @@ STORAGE_DTYPES = {
 
 
 MAX_PICKLE_BYTES = 64 << 20
+MAX_ELEMENTS = 1 << 27  # array elements a weights file may make by default: a ResNet-152's weights fit twice
+
+
+class ElementBudget:
+    """The array elements a weights file may still make (storages read plus tensors built), charged before each
+    allocation; `error` (an exception class) when a file asks for more."""
+
+    def __init__(self, limit, error):
+        self.limit, self.left, self.error = int(limit), int(limit), error
+
+    def take(self, count, what):
+        if count > self.left:
+            raise self.error(f"{what}: {count:,} elements are more than the expected network's weights need (at "
+                             f"most {self.limit:,} in all)")
+        self.left -= count
 
 
 class TorchScriptError(ValueError):
@@ -44,15 +63,22 @@ class _StorageType:
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
-                       metadata=None):
-    """A NumPy copy of `storage[offset:]` viewed with torch's size/stride (strides in elements)."""
+                       metadata=None, budget=None):
+    """A NumPy copy of `storage[offset:]` viewed with torch's size/stride (strides in elements); its layout checked
+    against the storage and its size charged to `budget` before the copy exists."""
     del requires_grad, backward_hooks, metadata
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    if any(s < 0 for s in size + stride) or int(storage_offset) < 0:
+    if len(size) != len(stride) or any(s < 0 for s in size + stride) or int(storage_offset) < 0:
         raise TorchScriptError(f"bad tensor layout size={size} stride={stride}")
     last = int(storage_offset) + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else 0
     if last >= max(storage.size, 1):
         raise TorchScriptError(f"tensor of size {size} overruns its storage of {storage.size} elements")
+    count = math.prod(size)
+    if count > storage.size - int(storage_offset):
+        raise TorchScriptError(f"tensor of size {size} with strides {stride} views {count:,} elements of a storage "
+                               f"of {storage.size:,}: repeated (expanded) views are not weights")
+    if budget is not None:
+        budget.take(count, f"tensor of size {size}")
     base = storage[int(storage_offset):]
     view = np.lib.stride_tricks.as_strided(base, size, [s * storage.itemsize for s in stride])
     return np.array(view)
@@ -73,11 +99,13 @@ _ALLOWED_GLOBALS = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, read_storage):
+    def __init__(self, file, read_storage, budget):
         super().__init__(file)
-        self._read_storage = read_storage
+        self._read_storage, self._budget = read_storage, budget
 
     def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return functools.partial(_rebuild_tensor_v2, budget=self._budget)
         if (module, name) in _ALLOWED_GLOBALS:
             return _ALLOWED_GLOBALS[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
@@ -109,11 +137,13 @@ def archive_layout(archive, error):
     return names, root, pickles[0]
 
 
-def read_storage_member(archive, names, root, key, dtype, numel, error):
-    """The `numel` little-endian `dtype` values of storage `key`, its size checked before anything is read."""
+def read_storage_member(archive, names, root, key, dtype, numel, error, budget):
+    """The `numel` little-endian `dtype` values of storage `key`, its size checked (against the member and the
+    budget) before anything is read: only those bytes are inflated, whatever the member claims."""
     member, itemsize = f"{root}data/{key}", np.dtype(dtype).itemsize
     if member not in names:
         raise error(f"storage {key} missing from the archive")
+    budget.take(numel, f"storage {key}")
     size = archive.getinfo(member).file_size
     if size < numel * itemsize:
         raise error(f"storage {key} holds {size // itemsize} elements, expected {numel}")
@@ -121,8 +151,9 @@ def read_storage_member(archive, names, root, key, dtype, numel, error):
         return np.frombuffer(f.read(numel * itemsize), dtype=np.dtype(dtype).newbyteorder("<"))
 
 
-def read_archive(source):
-    """The root `ScriptModule` of a TorchScript zip (a path, bytes or a binary file object)."""
+def read_archive(source, max_elements=MAX_ELEMENTS):
+    """The root `ScriptModule` of a TorchScript zip (a path, bytes or a binary file object), making at most
+    `max_elements` array elements."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
@@ -131,14 +162,17 @@ def read_archive(source):
         raise TorchScriptError(f"not a TorchScript zip archive ({e})") from e
     with archive:
         names, root, pickled = archive_layout(archive, TorchScriptError)
+        budget, storages = ElementBudget(max_elements, TorchScriptError), {}
 
-        def read_storage(key, dtype, numel):
-            return read_storage_member(archive, names, root, key, dtype, numel, TorchScriptError)
+        def read_storage(key, dtype, numel):  # once per key, however many tensors view it
+            if key not in storages:
+                storages[key] = read_storage_member(archive, names, root, key, dtype, numel, TorchScriptError, budget)
+            return storages[key]
 
         if archive.getinfo(pickled).file_size > MAX_PICKLE_BYTES:
             raise TorchScriptError(f"{pickled} is larger than {MAX_PICKLE_BYTES} bytes")
         try:
-            tree = _RestrictedUnpickler(io.BytesIO(archive.read(pickled)), read_storage).load()
+            tree = _RestrictedUnpickler(io.BytesIO(archive.read(pickled)), read_storage, budget).load()
         except (pickle.UnpicklingError, EOFError, KeyError, AttributeError) as e:
             raise TorchScriptError(f"cannot read {pickled} ({e})") from e
     if not isinstance(tree, ScriptModule):
@@ -158,6 +192,6 @@ def flatten(module, prefix=""):
     return out
 
 
-def read_tensors(source):
+def read_tensors(source, max_elements=MAX_ELEMENTS):
     """Flat {dotted name: np.ndarray} of the archive's tensors (attributes such as `padding` included)."""
-    return flatten(read_archive(source))
+    return flatten(read_archive(source, max_elements))

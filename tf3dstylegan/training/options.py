@@ -6,6 +6,7 @@ from typing import Optional
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+MIN_ADA_KIMG = 0.001  # faster is a jump of p, and at 1e-300 the step 1 / (ada_kimg * 1000) overflows to inf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,7 +16,8 @@ class TrainingOptions:
     (.pkl/.keras) that initialises G, D and G_ema. snap: ticks between .keras/preview snapshots (None: the
     preset's snapshot_ticks). gradient_checkpointing: recompute block activations in the backward pass.
     aug: adaptive discriminator augmentation, "ada" (p adjusted toward aug_target), "fixed" (p = aug_p) or "none";
-    augpipe: its transforms (training.augment.PIPELINES, e.g. "bgc"). labels: train on the data's covariates
+    augpipe: its transforms (training.augment.PIPELINES, e.g. "bgc"); options an aug mode does not use are not
+    recorded (training.job.augmentation). labels: train on the data's covariates
     (None: whenever the records folder has them; True with the demo data: its conditional variant)."""
 
     kimg: Optional[float] = None
@@ -61,8 +63,10 @@ class TrainingOptions:
             raise ValueError(f"--aug_target: must be in (0, 1], got {self.aug_target!r}")
         if self.aug_p is not None and not (isinstance(self.aug_p, (int, float)) and 0 <= self.aug_p <= 1):
             raise ValueError(f"--aug_p: must be in [0, 1], got {self.aug_p!r}")
-        if not (isinstance(self.ada_kimg, (int, float)) and math.isfinite(self.ada_kimg) and self.ada_kimg > 0):
-            raise ValueError(f"--ada_kimg: must be a positive finite number, got {self.ada_kimg!r}")
+        if not (isinstance(self.ada_kimg, (int, float)) and math.isfinite(self.ada_kimg)
+                and self.ada_kimg >= MIN_ADA_KIMG):
+            raise ValueError(f"--ada_kimg: must be a finite number >= {MIN_ADA_KIMG} (p from 0 to 1 over one volume "
+                             f"at the fastest), got {self.ada_kimg!r}")
         if self.aug == "fixed" and self.aug_p is None:
             raise ValueError("--aug_p: --aug fixed needs the constant augmentation probability")
         if self.resume == "none" or self.resume == "":

@@ -77,8 +77,11 @@ class StatsWriter:
 
     def write(self, record):
         record = dict(record, timestamp=time.time())
-        with open(self.jsonl, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.jsonl, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:  # a full disk: name the file
+            raise OSError(f"{self.jsonl}: cannot write ({err.strerror or err})") from None
         self.tensorboard.add_scalars({key: value for key, value in record.items() if isinstance(value, (int, float))
                                       and key not in ("tick", "step", "nimg", "timestamp")}, record["nimg"])
 
