@@ -6,15 +6,12 @@ noise maps and style mixing use stateless ops seeded from it per phase and repli
 reproducible after a resume and, without noise maps and style mixing, independent of how the batch is split
 over replicas. Losses are averaged over the global batch, so summing gradients over replicas gives its mean.
 """
-import keras
 import tensorflow as tf
 
 from tf3dstylegan.backend.tensorflow.random import StatelessRandom
 from tf3dstylegan.training import losses
-from tf3dstylegan.training.optimizers import ema_beta
-
-# fold_in tags of the augmentation seeds (far above the number of StatelessRandom calls in a step).
-AUGMENT_G_FAKES, AUGMENT_D_REALS, AUGMENT_D_FAKES = 1001, 1002, 1003
+from tf3dstylegan.training.optimizers import (AUGMENT_D_FAKES, AUGMENT_D_REALS, AUGMENT_G_FAKES, ema_beta,
+                                                has_d_reg, regularisation_due)
 
 
 class TrainStep:
@@ -43,16 +40,13 @@ class TrainStep:
         self.pl_local = max(1, self.local_batch // cfg.pl_batch_shrink)
         self.pl_batch = self.pl_local * replicas
         self.beta = ema_beta(global_batch, cfg.ema_kimg)
-        self.has_d_reg = cfg.d_loss != "logistic"
+        self.has_d_reg = has_d_reg(cfg)
         self.g_combined = cfg.g_reg_interval is None and cfg.pl_weight > 0  # PL term in every G step
         self._functions = {}
 
     def phases(self, step):
         """(lazy G reg, lazy D reg) due at this step (0-based)."""
-        g_int, d_int = self.cfg.g_reg_interval, self.cfg.d_reg_interval
-        g_reg = self.cfg.pl_weight > 0 and g_int is not None and step % g_int == 0
-        d_reg = self.has_d_reg and d_int is not None and step % d_int == 0
-        return g_reg, d_reg
+        return regularisation_due(self.cfg, step)
 
     def __call__(self, reals, step):
         """Run one iteration on distributed reals; returns {name: float tensor} of global-batch means."""
