@@ -50,7 +50,7 @@ FLAGS = flags.FLAGS
 def build_step(cfg, batch, seed, augment=None):
     """The TrainStep of a training state built as `train()` builds it (one device), with this pipe."""
     import tensorflow as tf
-    from tf3dstylegan.training.state import build_state
+    from tf3dstylegan.backend.tensorflow.state import build_state
     return build_state(cfg, tf.distribute.get_strategy(), batch, seed,
                        augment=None if augment is None else lambda: augment).train_step
 

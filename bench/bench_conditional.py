@@ -39,7 +39,7 @@ def step_time():
     from tf3dstylegan import load_config
     from tf3dstylegan.data import demo_dataset
     from tf3dstylegan.data.labels import read_labels
-    from tf3dstylegan.training.state import build_state
+    from tf3dstylegan.backend.tensorflow.state import build_state
     _, table = read_labels(demo_dataset(voxel_size=8.0, conditional=True))  # [32, 3]: age, sex F, sex M
     plain = load_config(FLAGS.cfg, batch_size=FLAGS.batch)
     conditional = plain.replace(label_size=int(table.shape[1]))

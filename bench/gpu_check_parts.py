@@ -24,8 +24,8 @@ def build_train_step(cfg, strategy, precision, fused, weights, batch, jit, seed)
     """TrainStep over fresh G, D, G_ema (from `weights`), optimizers and pl_mean, built as training builds them."""
     import tensorflow as tf
     from tf3dstylegan.networks import build_discriminator, build_generator
-    from tf3dstylegan.training.state import build_optimizers
-    from tf3dstylegan.training.step import TrainStep
+    from tf3dstylegan.backend.tensorflow.state import build_optimizers
+    from tf3dstylegan.backend.tensorflow.step import TrainStep
     with dtype_policy(precision), strategy.scope():
         G, D = build_generator(cfg, fused_modconv=fused), build_discriminator(cfg)
         G_ema = build_generator(cfg, fused_modconv=fused)
@@ -212,7 +212,7 @@ class Parts:
 
     def max_batch(self, preset):
         """Largest batch whose step 0 (G step, path-length regulariser, D step) runs in float32."""
-        from tf3dstylegan.training.step import TrainStep
+        from tf3dstylegan.backend.tensorflow.step import TrainStep
         tf, ref = self.tf, self.reference(preset)
         cfg, strategy = ref["cfg"], tf.distribute.get_strategy()
         base = build_train_step(cfg, strategy, "float32", False, ref["weights"], 1, False, self.opts.seed)

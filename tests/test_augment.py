@@ -13,7 +13,7 @@ import tensorflow as tf
 from tf3dstylegan import load_config
 from tf3dstylegan.ops.resample3d import affine_resample
 from tf3dstylegan.training import augment
-from tf3dstylegan.training.step import TrainStep
+from tf3dstylegan.backend.tensorflow.step import TrainStep
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = dict(base_size=[2, 2, 3], resolution_log2=3, fmap_min=4, fmap_max=4, latent_size=8, dlatent_size=8,
@@ -240,7 +240,7 @@ import keras
 from tf3dstylegan import load_config
 from tf3dstylegan.networks import build_discriminator, build_generator
 from tf3dstylegan.training.augment import AugmentPipe
-from tf3dstylegan.training.step import TrainStep
+from tf3dstylegan.backend.tensorflow.step import TrainStep
 
 cfg = load_config("2mm-fd16", **json.loads(sys.argv[1]), batch_size=8, mbstd_group_size=1)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

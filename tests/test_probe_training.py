@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tf3dstylegan import checkpoints, load_config
+from tf3dstylegan.backend.tensorflow import checkpoints as tf_checkpoints
 from tf3dstylegan.data import RecordWriter
 from tf3dstylegan.data.labels import LabelEncoding, write_labels
 from tf3dstylegan.data.volumes import DataError
@@ -113,7 +114,7 @@ def make_run(outdir, job, steps=(1, 2)):
     run = Path(outdir) / "00000-tiny"
     run.mkdir(parents=True)
     (run / "training_options.json").write_text(json.dumps({"config": tiny_cfg().to_dict(), "job": job}))
-    writer = checkpoints.CheckpointWriter(run / "checkpoints", {"var": tf.Variable(np.zeros(3, np.float32))})
+    writer = tf_checkpoints.CheckpointWriter(run / "checkpoints", {"var": tf.Variable(np.zeros(3, np.float32))})
     for step in steps:
         writer.save(step)
     return run
@@ -150,7 +151,7 @@ def test_a_failed_checkpoint_write_names_the_folder_and_cleans_its_temporary(tmp
     """N76/N77: read-only folder or full disk during SaveV2: one line naming the folder, ckpt-N_temp removed, the
     last good checkpoint kept."""
     var = tf.Variable(np.zeros(3, np.float32))
-    writer = checkpoints.CheckpointWriter(tmp_path, {"var": var})
+    writer = tf_checkpoints.CheckpointWriter(tmp_path, {"var": var})
     writer.save(1)
 
     def full_disk(self, checkpoint_number=None):
@@ -169,9 +170,9 @@ def test_a_failed_snapshot_write_names_the_run_folder(tmp_path, records, monkeyp
     """N78: a full disk at the first snapshot: one line naming the run folder."""
     from tf3dstylegan.training import loop
 
-    def full_disk(path, image):
+    def full_disk(path, data):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(loop, "write_png", full_disk)
+    monkeypatch.setattr(loop, "write_bytes_atomic", full_disk)
     with pytest.raises(OSError, match=r"00000-tiny: cannot write the snapshot 000000.004 \(No space left on device\)"):
         train(tiny_cfg(), records["plain"], tmp_path, kimg=0.004, log=lambda _: None)
     assert not list((tmp_path / "00000-tiny").glob(".*.tmp*"))

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tf3dstylegan import checkpoints
+from tf3dstylegan.backend.tensorflow import checkpoints as tf_checkpoints
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -28,17 +29,17 @@ class Model:
 
 def test_path_keys_do_not_depend_on_creation_order(tmp_path):
     a = Model({"block/a": np.ones(3, np.float32), "block/b": np.full(3, 2.0, np.float32)})
-    writer = checkpoints.CheckpointWriter(tmp_path, checkpoints.nodes({"G": a}))
+    writer = tf_checkpoints.CheckpointWriter(tmp_path, tf_checkpoints.nodes({"G": a}))
     writer.save(1)
     swapped = Model({"block/b": np.zeros(3, np.float32), "block/a": np.zeros(3, np.float32)})  # same shapes
-    checkpoints.restore_newest(tmp_path, lambda layout: checkpoints.nodes({"G": swapped}, layout=layout))
+    tf_checkpoints.restore_newest(tmp_path, lambda layout: tf_checkpoints.nodes({"G": swapped}, layout=layout))
     assert swapped.variables[0].numpy().tolist() == [2.0] * 3 and swapped.variables[1].numpy().tolist() == [1.0] * 3
 
 
 def test_keeps_the_newest_and_falls_back_past_a_damaged_one(tmp_path):
     var = tf.Variable(np.zeros(5, np.float32))
     rng = tf.random.Generator.from_seed(1)
-    writer = checkpoints.CheckpointWriter(tmp_path, {"var": var, "rng": rng}, keep=2)
+    writer = tf_checkpoints.CheckpointWriter(tmp_path, {"var": var, "rng": rng}, keep=2)
     for step in range(1, 5):
         var.assign(np.full(5, step, np.float32))
         writer.save(step)
@@ -47,13 +48,13 @@ def test_keeps_the_newest_and_falls_back_past_a_damaged_one(tmp_path):
     data.write_bytes(data.read_bytes()[:-7])  # truncated newest checkpoint
     var.assign(np.zeros(5, np.float32))
     lines = []
-    found = checkpoints.restore_newest(tmp_path, lambda layout: {"var": var, "rng": rng}, log=lines.append)
+    found = tf_checkpoints.restore_newest(tmp_path, lambda layout: {"var": var, "rng": rng}, log=lines.append)
     assert checkpoints.checkpoint_step(found) == 3 and var.numpy().tolist() == [3.0] * 5
     assert len(lines) == 1 and "skipping checkpoint" in lines[0] and "ckpt-4" in lines[0]
     index = tmp_path / "ckpt-3.index"
     index.write_bytes(index.read_bytes()[:20])  # now the other one too
     with pytest.raises(checkpoints.CheckpointError, match="no checkpoint fits"):
-        checkpoints.restore_newest(tmp_path, lambda layout: {"var": var, "rng": rng}, log=lambda _: None)
+        tf_checkpoints.restore_newest(tmp_path, lambda layout: {"var": var, "rng": rng}, log=lambda _: None)
 
 
 def test_checkpoints_of_the_earlier_layout_still_load():
@@ -70,7 +71,7 @@ def test_checkpoints_of_the_earlier_layout_still_load():
 
 SAVER = """
 import sys, numpy as np, tensorflow as tf
-from tf3dstylegan.checkpoints import CheckpointWriter
+from tf3dstylegan.backend.tensorflow.checkpoints import CheckpointWriter
 var = tf.Variable(np.zeros(2_000_000, np.float32))  # 8 MB: saving takes a while
 writer = CheckpointWriter(sys.argv[1], {"var": var}, keep=2)
 step = 0
@@ -93,6 +94,6 @@ def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path):
         time.sleep(delay)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        found = checkpoints.restore_newest(tmp_path, lambda layout: {"var": var}, log=lambda _: None)
+        found = tf_checkpoints.restore_newest(tmp_path, lambda layout: {"var": var}, log=lambda _: None)
         step = checkpoints.checkpoint_step(found)
         np.testing.assert_array_equal(var.numpy()[[0, -1]], [step, step])

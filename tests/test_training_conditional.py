@@ -34,7 +34,7 @@ def test_the_step_feeds_labels_to_g_and_d(labelled_records):
     import tf3dstylegan
     from tf3dstylegan.data import make_dataset
     from tf3dstylegan.data.labels import read_labels
-    from tf3dstylegan.training.state import build_state
+    from tf3dstylegan.backend.tensorflow.state import build_state
     folder, encoding = labelled_records
     _, labels = read_labels(folder)
     cfg = tf3dstylegan.load_config("2mm-fd16", base_size=[2, 2, 3], resolution_log2=3, fmap_min=4, fmap_max=4,

@@ -22,7 +22,7 @@ import keras
 from tf3dstylegan import load_config
 from tf3dstylegan.networks import build_discriminator, build_generator
 from tf3dstylegan.training.optimizers import make_optimizer
-from tf3dstylegan.training.step import TrainStep
+from tf3dstylegan.backend.tensorflow.step import TrainStep
 
 # Deterministic step: no style mixing, no noise, no minibatch-stddev (its groups depend on the split).
 fields = dict(json.loads(sys.argv[1]), style_mixing_prob=0.0, no_noise=True, mbstd_group_size=1)

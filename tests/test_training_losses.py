@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from tf3dstylegan import load_config
-from tf3dstylegan.training import losses, optimizers, step
+from tf3dstylegan.backend.tensorflow import step
+from tf3dstylegan.training import losses, optimizers
 
 
 def softplus(x):

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from tf3dstylegan.training import distribute, stats
+from tf3dstylegan.backend.tensorflow import distribute
+from tf3dstylegan.training import stats
 
 
 def test_progress_line_and_stats_files(tmp_path):
@@ -44,11 +45,12 @@ def test_strategy_choice_on_one_cpu(monkeypatch):
 def test_resume_from_the_original_pickle_copies_g_d_and_g_ema(fixture_dir):
     import tensorflow as tf
     from tf3dstylegan import load_config, load_network
-    from tf3dstylegan.training.state import build_state, load_weights
+    from tf3dstylegan.backend.tensorflow.state import build_state
+    from tf3dstylegan.training.transfer import MODELS, initialize_from
     cfg = load_config("2mm-fd16")
     state = build_state(cfg, tf.distribute.get_strategy(), 4, 0, "float32", False)
     lines = []
-    load_weights(fixture_dir / "network.pkl", state, log=lines.append)
+    initialize_from(fixture_dir / "network.pkl", {m: getattr(state, m) for m in MODELS}, cfg.name, log=lines.append)
     reference = load_network(fixture_dir / "network.pkl")
     for name in ("G", "D", "G_ema"):
         for ours, theirs in zip(getattr(state, name).variables, getattr(reference, name).variables):
@@ -57,4 +59,4 @@ def test_resume_from_the_original_pickle_copies_g_d_and_g_ema(fixture_dir):
     with pytest.raises(ValueError, match="does not match config"):
         small = build_state(load_config("2mm-fd16", fmap_min=8, fmap_max=8), tf.distribute.get_strategy(), 4, 0,
                             "float32", False)
-        load_weights(fixture_dir / "network.pkl", small)
+        initialize_from(fixture_dir / "network.pkl", {m: getattr(small, m) for m in MODELS}, small.cfg.name)

@@ -1,22 +1,28 @@
-"""Checkpoints of a training run (`<run>/checkpoints/`): written by `tf.train.CheckpointManager`, every
-variable keyed by its Keras path, so that a change in creation order can never swap two variables.
+"""Checkpoints of a training run (`<run>/checkpoints/`): which there are, and the portable format.
 
-Reading falls back: the newest checkpoint that reads completely (shapes, CRCs) is used, and each one
-skipped is reported with the reason. Checkpoints of the earlier layout (`ckpt-<step>/` folders with a
-`latest` pointer, variables keyed by position) are still read.
+Every variable is keyed by its Keras path, so that a change in creation order can never swap two variables.
+Layouts: "path", TensorFlow's (`ckpt-<step>.index` + data, by `tf.train.CheckpointManager`: see
+`tf3dstylegan.backend.tensorflow.checkpoints`, which also reads the earlier "positional" layout, `ckpt-<step>/`
+folders); "npz", the portable one of the other backends (`ckpt-<step>.npz`: one array per variable path, written to
+a temporary name and renamed). Reading falls back: the newest checkpoint that reads completely is used, and each one
+skipped is reported with the reason.
 """
-import os
+import math
 import re
 import shutil
-import tempfile
+import zipfile
 from pathlib import Path
 
-import tensorflow as tf
+import numpy as np
+
+from tf3dstylegan.io import atomic_path
 
 CHECKPOINT_NAME = "ckpt"
 _FOLDER = re.compile(r"^ckpt-(\d+)$")  # the earlier layout: one folder per checkpoint
 _PREFIX = re.compile(r"^ckpt-(\d+)\.index$")
 _DATA = re.compile(r"^ckpt-(\d+)\.data-\d+-of-\d+$")
+_NPZ = re.compile(r"^ckpt-(\d+)\.npz$")
+_NUMBERED = re.compile(r"^([^/]+?)(?:_\d+)?/")
 
 
 class CheckpointError(ValueError):
@@ -27,43 +33,14 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (its temporary folder is removed; older checkpoints stay)."""
 
 
-_NUMBERED = re.compile(r"^([^/]+?)(?:_\d+)?/")
-
-
-def path_keyed(variables, optimizer=False):
-    """A checkpoint node holding variables under their Keras paths ('mapping/dense0/weight'); for an optimizer the
-    number Keras appends to its name per process ('adam_1/...') is dropped ('adam/...')."""
-    node = {}
-    for var in variables:
-        key = _NUMBERED.sub(r"\1/", var.path) if optimizer else var.path
-        if key in node:
-            raise ValueError(f"two variables share the path {key!r}: cannot key a checkpoint by path")
-        node[key] = var
-    return tf.train.Checkpoint(**node)
-
-
-def positional(variables):
-    """The earlier layout's node: variables keyed by position ('v00000', 'v00001', ...)."""
-    return tf.train.Checkpoint(**{f"v{i:05d}": v for i, v in enumerate(variables)})
-
-
-def nodes(models=None, optimizers=None, others=None, layout="path"):
-    """{name: node} for tf.train.Checkpoint: models and optimizers as variable nodes, `others` as they are."""
-    def node(variables, is_optimizer):
-        return positional(variables) if layout == "positional" else path_keyed(variables, optimizer=is_optimizer)
-    out = {name: node(model.variables, False) for name, model in (models or {}).items()}
-    out.update({name: node(opt.variables, True) for name, opt in (optimizers or {}).items()})
-    out.update(others or {})
-    return out
-
-
 def checkpoint_step(path) -> int:
-    """The step of a checkpoint (a `ckpt-<step>` prefix or folder)."""
-    return int(Path(path).name.split("-")[-1])
+    """The step of a checkpoint (a `ckpt-<step>` prefix or folder, or `ckpt-<step>.npz`)."""
+    return int(Path(path).name.split("-")[-1].split(".")[0])
 
 
 def candidates(directory):
-    """(path, layout) of every complete checkpoint in `directory`, newest first; layout 'path' or 'positional'."""
+    """(path, layout) of every complete checkpoint in `directory`, newest first; layout 'path', 'positional' or
+    'npz'."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
@@ -73,6 +50,8 @@ def candidates(directory):
             found.append((directory / entry.name[:-len(".index")], "path"))
         elif _FOLDER.match(entry.name) and (entry / f"{CHECKPOINT_NAME}.index").is_file():
             found.append((entry, "positional"))
+        elif _NPZ.match(entry.name) and entry.is_file():
+            found.append((entry, "npz"))
     return sorted(found, key=lambda item: (checkpoint_step(item[0]), item[1] == "path"), reverse=True)
 
 
@@ -100,65 +79,82 @@ def read_prefix(path, layout):
     return str(Path(path) / CHECKPOINT_NAME) if layout == "positional" else str(path)
 
 
-def restore_newest(directory, make_nodes, complete=True, log=print, optional=()):
-    """Read the newest readable checkpoint of `directory` into `make_nodes(layout)`'s objects; returns its path.
 
-    complete=True requires every object to be matched (resuming training); False reads what is there (inference:
-    the networks only, without warnings about the optimizers). Unreadable checkpoints are skipped and reported;
-    CheckpointError when none is left. Nodes named in `optional` are left as they are when a checkpoint lacks them.
-    """
-    found = candidates(directory)
+
+def write_arrays(directory, step, arrays, keep):
+    """`ckpt-<step>.npz` of {variable path: array} in `directory` (a temporary name, then renamed), then all but the
+    newest `keep` npz checkpoints removed. CheckpointWriteError naming the folder when it cannot be written."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / f"{CHECKPOINT_NAME}-{int(step)}.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+    except OSError as err:
+        raise CheckpointWriteError(f"{directory}: cannot write checkpoint {step} ({err.strerror or err}); the last "
+                                   f"good checkpoint is kept") from None
+    for old, layout in [c for c in candidates(directory) if c[1] == "npz"][keep:]:
+        old.unlink(missing_ok=True)
+    return directory / f"{CHECKPOINT_NAME}-{int(step)}.npz"
+
+
+def read_arrays(path, expected):
+    """{variable path: array} of an npz checkpoint, for `expected` {path: (shape, dtype)}: every expected path there
+    with its shape, each member's size checked before it is read (a crafted file cannot make us allocate more than
+    the networks need). ValueError naming what does not fit."""
+    with zipfile.ZipFile(path) as archive:
+        sizes = {info.filename[:-len(".npy")]: info.file_size for info in archive.infolist()}
+    missing = sorted(set(expected) - set(sizes))
+    if missing:
+        raise ValueError(f"{len(missing)} variables missing (e.g. {missing[0]})")
+    out = {}
+    with np.load(path, allow_pickle=False) as stored:
+        for key, (shape, dtype) in expected.items():
+            if sizes[key] > np.dtype(dtype).itemsize * math.prod(shape) + 4096:
+                raise ValueError(f"{key} holds {sizes[key]:,} bytes, more than its shape {list(shape)} needs")
+            value = stored[key]
+            if tuple(value.shape) != tuple(shape):
+                raise ValueError(f"{key} has shape {list(value.shape)}, expected {list(shape)}")
+            out[key] = value
+    return out
+
+
+def restore_newest_arrays(directory, expected, log=print):
+    """(path, arrays) of the newest npz checkpoint of `directory` that read_arrays accepts; each skipped one is
+    reported; CheckpointError when none is left."""
+    found = [path for path, layout in candidates(directory) if layout == "npz"]
     if not found:
         raise CheckpointError(f"{directory}: no complete checkpoint")
     problems = []
-    for path, layout in found:
+    for path in found:
         try:
-            prefix = read_prefix(path, layout)
-            present = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)} if optional else ()
-            objects = {k: v for k, v in make_nodes(layout).items() if k not in optional or k in present}
-            status = tf.train.Checkpoint(**objects).read(prefix)
-            if complete:
-                status.assert_existing_objects_matched()
-            status.expect_partial()  # the manager's save_counter, and for inference the optimizers
-        except (AssertionError, ValueError, IndexError, KeyError, tf.errors.OpError) as err:  # truncated: IndexError
+            return path, read_arrays(path, expected)
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as err:
             problem = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             problems.append(f"{path.name}: {problem}")
             log(f"skipping checkpoint {path} (unreadable or does not fit: {problem})")
-            continue
-        return path
     raise CheckpointError(f"{directory}: no checkpoint fits ({'; '.join(problems)})")
 
 
-class CheckpointWriter:
-    """Saves `objects` (path-keyed nodes) into `directory`, keeping the newest `keep`; workers that should not
-    checkpoint (multi-worker, non-chief) write to a scratch folder, since every worker must take part."""
+def variable_key(var, optimizer=False):
+    """A variable's checkpoint key: its Keras path ('mapping/dense0/weight'); for an optimizer's the number Keras
+    appends to the optimizer's name per process ('adam_1/...') is dropped ('adam/...')."""
+    return _NUMBERED.sub(r"\1/", var.path) if optimizer else var.path
 
-    def __init__(self, directory, objects, keep=3):
-        self.directory = Path(directory)
-        self.checkpoint = tf.train.Checkpoint(**objects)
-        self.keep = keep
-        self._manager = None
 
-    def save(self, step, should_checkpoint=True):
-        if not should_checkpoint:
-            scratch = tempfile.mkdtemp(prefix="tf3dstylegan-worker-ckpt-")
-            try:
-                self.checkpoint.write(os.path.join(scratch, CHECKPOINT_NAME))
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-            return None
-        if self._manager is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=self.keep,
-                                                       checkpoint_name=CHECKPOINT_NAME)
-        try:
-            path = self._manager.save(checkpoint_number=int(step))
-        except (OSError, tf.errors.OpError) as err:  # read-only folder, full disk: keep the last good checkpoint
-            remove_temporaries(self.directory, step)
-            reason = getattr(err, "strerror", None) or str(getattr(err, "message", err)).split(";")[-1].split("[Op:")[0]
-            raise CheckpointWriteError(f"{self.directory}: cannot write checkpoint {step} ({reason.strip()}); the "
-                                       f"last good checkpoint is kept") from None
-        for old, layout in candidates(self.directory)[self.keep:]:
-            if layout == "positional":  # earlier-layout folders of a resumed run age out like the others
-                shutil.rmtree(old, ignore_errors=True)
-        return Path(path)
+def variable_keys(groups, optimizers=()):
+    """{'<group>/<variable key>': variable} of {group name: variables} (the groups named in `optimizers` hold
+    optimizer variables)."""
+    keys = {}
+    for group, variables in groups.items():
+        for var in variables:
+            key = f"{group}/{variable_key(var, optimizer=group in optimizers)}"
+            if key in keys:
+                raise ValueError(f"two variables share the path {key!r}: cannot key a checkpoint by path")
+            keys[key] = var
+    return keys
+
+
+def expected_arrays(keys):
+    """{key: (shape, dtype)} of variable_keys' variables: what read_arrays checks a checkpoint against."""
+    return {key: (tuple(var.shape), var.dtype) for key, var in keys.items()}

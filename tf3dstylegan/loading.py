@@ -125,15 +125,34 @@ def run_config(run_dir):
 
 
 def load_run_networks(run_dir, log=print):
-    """LoadedNetworks (G, D, G_ema, config) from the newest readable checkpoint of a training run folder."""
-    from tf3dstylegan import checkpoints
+    """LoadedNetworks (G, D, G_ema, config) from the newest readable checkpoint of a training run folder: the portable
+    npz checkpoints on any backend, TensorFlow's on TensorFlow; elsewhere a TensorFlow run's newest snapshot
+    (G_ema only)."""
+    from tf3dstylegan import backend, checkpoints
     from tf3dstylegan.networks import build_discriminator, build_generator
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
+    folder = run_dir / "checkpoints"
+    layouts = {layout for _, layout in checkpoints.candidates(folder)}
+    if layouts and "npz" not in layouts and not backend.is_tensorflow():
+        snapshots = sorted(run_dir.glob("network-snapshot-*.keras"))
+        if not snapshots:
+            raise NetworkFileError(f"{run_dir}: its checkpoints are TensorFlow's and it has no .keras snapshot to "
+                                   f"read on the {backend.name()} backend")
+        log(f"{run_dir}: TensorFlow checkpoints; on {backend.name()} its newest snapshot {snapshots[-1].name} "
+            f"(G_ema) is read")
+        return load_network(snapshots[-1])
     models = {"G": build_generator(cfg), "D": build_discriminator(cfg), "G_ema": build_generator(cfg)}
     try:
-        found = checkpoints.restore_newest(run_dir / "checkpoints", lambda layout: checkpoints.nodes(
-            models, layout=layout), complete=False, log=log)
+        if "npz" in layouts:
+            keys = checkpoints.variable_keys({name: model.variables for name, model in models.items()})
+            found, arrays = checkpoints.restore_newest_arrays(folder, checkpoints.expected_arrays(keys), log)
+            for key, var in keys.items():
+                var.assign(arrays[key])
+        else:
+            from tf3dstylegan.backend.tensorflow import checkpoints as tf_checkpoints
+            found = tf_checkpoints.restore_newest(folder, lambda layout: tf_checkpoints.nodes(models, layout=layout),
+                                                  complete=False, log=log)
     except checkpoints.CheckpointError as err:
         raise NetworkFileError(str(err)) from None
     return LoadedNetworks(config=cfg.model, source=str(found), **models)

@@ -27,7 +27,8 @@ def quiet_startup():
         import keras
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
-            tf.constant(0)  # initialises the devices (the CUDA driver probe logs here)
+            if not os.environ.get("TF_CONFIG"):  # several workers configure their collectives before any op runs
+                tf.constant(0)  # initialises the devices (the CUDA driver probe logs here)
     except ImportError:
         pass
     finally:

@@ -59,3 +59,15 @@ def StatelessRandom(seed):  # noqa: N802 (a class on each backend)
     from a seed (an int [2] tensor on TensorFlow, a PRNG key on JAX)."""
     return importlib.import_module(f"tf3dstylegan.backend.{name()}.random").StatelessRandom(seed)
 
+
+def has_accelerator() -> bool:
+    """Whether this backend sees a GPU (or another accelerator)."""
+    if name() == "tensorflow":
+        import tensorflow as tf
+        return bool(tf.config.list_physical_devices("GPU"))
+    if name() == "jax":
+        import jax
+        return any(device.platform != "cpu" for device in jax.devices())
+    import torch
+    return torch.cuda.is_available()
+

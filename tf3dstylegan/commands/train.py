@@ -68,10 +68,10 @@ def main(fv, args):
     except ValueError as err:
         raise flag_error("cfg" if not fv.override else "override", err) from None
     metrics = _metrics_function(fv.metrics, fv.metrics_num)
-    import tensorflow as tf
+    from tf3dstylegan import backend
     from tf3dstylegan.training import TrainingOptions, train
     batch = fv.batch
-    if (batch is None and not tf.config.list_physical_devices("GPU") and cfg.batch_size > CPU_BATCH
+    if (batch is None and not backend.has_accelerator() and cfg.batch_size > CPU_BATCH
             and math.prod(cfg.img_shape) >= CPU_BATCH_VOXELS):
         batch = CPU_BATCH
     options = dict(kimg=fv.kimg, batch=batch, strategy=fv.strategy, gpus=fv.gpus, resume=fv.resume,

@@ -1,4 +1,4 @@
-"""Training of 3D-StyleGAN under tf.distribute: `train(config, data, outdir, **options)` and its parts."""
+"""Training of 3D-StyleGAN on any Keras backend: `train(config, data, outdir, **options)` and its parts."""
 from tf3dstylegan.training.loop import NonFiniteLossError, TrainingInterrupted, train
 from tf3dstylegan.training.options import TrainingOptions
 from tf3dstylegan.training.runs import resolve_run

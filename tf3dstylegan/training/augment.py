@@ -5,7 +5,8 @@ and each transform is applied to each sample independently with probability p. W
 the augmented distributions stay distinct, so G does not learn the augmentations ("non-leaking"). The
 geometric transforms compose into one affine map per sample, applied by trilinear resampling with mirror
 reflection at the borders; the intensity transforms follow. All draws are stateless, from a seed per call
-(`tf3dstylegan.backend.StatelessRandom`), so a training step stays reproducible after a resume. Gradients flow to the input volumes (any order).
+(`tf3dstylegan.backend.StatelessRandom`), so a training step stays reproducible after a resume. Gradients flow
+to the input volumes (any order).
 
 Transforms (in the order applied; ADA's strengths where ADA has the transform):
   xflip       left-right flip (axis X), half of the time (only on request: brains are not symmetric)

@@ -1,5 +1,6 @@
 """`train(config, data, outdir, **options)`: the training loop of 3D-StyleGAN with the paper's lazy
-regularisation, under any tf.distribute strategy.
+regularisation, on any Keras backend: the backend's Trainer (`tf3dstylegan.backend.<backend>.trainer`: strategies,
+input pipeline, step, checkpoints) does the work, this loop the ticks, statistics, snapshots and stops.
 
 Per-step statistics stay on the device (Keras `Mean` metrics) and are read once per tick, so steps are
 dispatched without waiting for the host. A tick (progress line, stats, checkpoint) comes after the first step,
@@ -11,24 +12,22 @@ import json
 import signal
 import threading
 import time
-from pathlib import Path
 
+import importlib
+
+import keras
 import numpy as np
-import tensorflow as tf
 
-from tf3dstylegan import usage
+from tf3dstylegan import backend, usage
 from tf3dstylegan.config import Config, load_config
-from tf3dstylegan.data.pipeline import bad_record_message
 from tf3dstylegan.data.preflight import data_notes
 from tf3dstylegan.data.provenance import recorded_normalization
-from tf3dstylegan.io import on_terminal, preview_grid, progress_bar, write_json_atomic, write_png
-from tf3dstylegan.training import distribute, stats
-from tf3dstylegan.training.augment import build_augment
+from tf3dstylegan.io import (encode_png, on_terminal, preview_grid, progress_bar, write_bytes_atomic,
+                             write_json_atomic)
+from tf3dstylegan.training import stats
 from tf3dstylegan.training.job import check_network_file, job_identity
 from tf3dstylegan.training.options import TrainingOptions
 from tf3dstylegan.training.runs import RunLock, resolve_run
-from tf3dstylegan.training.state import build_state, load_weights, restore_state
-from tf3dstylegan.checkpoints import CheckpointWriter
 
 PREVIEW_GRID = (4, 2)  # columns, rows of the fixed preview latents
 
@@ -61,41 +60,25 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
         cfg = cfg.replace(data_normalize=recorded_normalization(data) or cfg.data_normalize)
         for line in data_notes(data, opts.batch):
             log(line)
-    strategy = opts.strategy
-    if not isinstance(strategy, tf.distribute.Strategy):
-        strategy = distribute.make_strategy(strategy, gpus=opts.gpus)
-    chief = strategy.extended.should_checkpoint
     job = job_identity(cfg, data, opts)
     run_dir, resume_from = resolve_run(outdir, cfg.name, opts.resume, job, log)
     if resume_from is not None and resume_from.is_file():
         check_network_file(resume_from, cfg)  # what differs, before anything is built or written
-    data_fn = _data_function(data, cfg, opts.batch, opts.seed, with_labels=label_table is not None)
-    with RunLock(run_dir) if chief else contextlib.nullcontext():
-        augment = None if opts.aug == "none" else (lambda: build_augment(
-            opts.aug, opts.augpipe, opts.aug_p, opts.aug_target, kimg=opts.ada_kimg))
-        state = build_state(cfg, strategy, opts.batch, opts.seed, opts.precision, opts.jit,
-                            opts.gradient_checkpointing, augment=augment, label_table=label_table)
+    trainer = make_trainer(cfg, opts, label_table, run_dir / "checkpoints")
+    with RunLock(run_dir) if trainer.chief else contextlib.nullcontext():
         if resume_from is not None and resume_from.is_dir():
-            found = restore_state(state, resume_from, log)
-            log(f"resuming from step {int(state.step.numpy())} ({found})")
+            found = trainer.restore(resume_from, log)
+            log(f"resuming from step {trainer.counters[0]} ({found})")
         elif resume_from is not None:
-            load_weights(resume_from, state, log)
+            trainer.initialize_from(resume_from, log)
             log(f"initialised G, D and G_ema from {resume_from}")
-        start_step = int(state.step.numpy())
-        dataset = strategy.distribute_datasets_from_function(lambda ctx: data_fn(ctx, start_step))
-        if chief:  # the lock made the run folder
-            write_json_atomic(run_dir / "training_options.json", _options_record(cfg, opts, data, strategy,
-                                                                                resume_from, job))
-            log(f"run folder {run_dir} ({distribute.describe(strategy)}, batch {opts.batch}, {opts.precision})")
-        writer = CheckpointWriter(run_dir / "checkpoints", state.checkpoint_nodes(), keep=opts.keep_checkpoints)
+        batches = trainer.batches(data, trainer.counters[0])
+        if trainer.chief:  # the lock made the run folder
+            write_json_atomic(run_dir / "training_options.json", _options_record(cfg, opts, trainer, resume_from,
+                                                                                job))
+            log(f"run folder {run_dir} ({trainer.description}, batch {opts.batch}, {opts.precision})")
         with _StopRequests() as stop:
-            try:
-                _loop(state, iter(dataset), writer, run_dir, chief, opts, metrics, log, stop)
-            except tf.errors.OpError as err:  # a damaged record met mid-run: name its file, not the graph
-                message = None if callable(data) else bad_record_message(err, data)
-                if message is None:
-                    raise
-                raise ValueError(message) from None
+            _loop(trainer, batches, run_dir, opts, metrics, log, stop)
     return run_dir
 
 
@@ -118,11 +101,17 @@ class _StopRequests:
         return False
 
 
-def _options_record(cfg, opts, data, strategy, resume_from, job):
+def make_trainer(cfg, opts, label_table, checkpoint_dir):
+    """The Trainer of this process's Keras backend (tf3dstylegan.backend.<backend>.trainer)."""
+    module = importlib.import_module(f"tf3dstylegan.backend.{backend.name()}.trainer")
+    return module.Trainer(cfg, opts, label_table, checkpoint_dir)
+
+
+def _options_record(cfg, opts, trainer, resume_from, job):
     """What training_options.json holds: the config (with the batch used), the run's options (augmentation
     options only where they are used) and its job (training.job)."""
-    return dict(config=cfg.to_dict(), data=job["data"], kimg=opts.kimg, batch=opts.batch,
-                strategy=distribute.describe(strategy), num_replicas=strategy.num_replicas_in_sync,
+    return dict(config=cfg.to_dict(), data=job["data"], kimg=opts.kimg, batch=opts.batch, backend=backend.name(),
+                strategy=trainer.description, num_replicas=trainer.num_replicas,
                 precision=opts.precision, jit=opts.jit, seed=opts.seed, snap=opts.snap,
                 keep_checkpoints=opts.keep_checkpoints, gradient_checkpointing=opts.gradient_checkpointing,
                 **job["augment"], labels=cfg.label_size > 0, resume=str(resume_from) if resume_from else None,
@@ -150,45 +139,22 @@ def _conditioning(cfg, data, opts):
     return cfg.replace(label_size=int(labels.shape[1]), label_encoding=encoded), labels.astype(np.float32)
 
 
-def _data_function(data, cfg, batch, seed, with_labels=False):
-    """input_context, start_step -> per-replica dataset, checking the volume shape against the config."""
-    if callable(data):
-        make = data
-    else:
-        from tf3dstylegan.data.pipeline import derived_seed, make_dataset
-        path = Path(data)
-
-        def make(ctx, start_step):
-            return make_dataset(path, batch, seed=derived_seed(seed, start_step), shuffle=True, repeat=True,
-                                mirror_augment=cfg.mirror_augment, input_context=ctx, with_labels=with_labels)
-    expected = (*cfg.img_shape, cfg.num_channels)
-
-    def checked(ctx, start_step):
-        dataset = make(ctx, start_step)
-        spec = dataset.element_spec[0] if isinstance(dataset.element_spec, tuple) else dataset.element_spec
-        shape = tuple(spec.shape[1:])
-        if shape != expected:
-            raise ValueError(f"{data}: volumes are {shape} but config {cfg.name!r} expects {expected}")
-        return dataset
-    return checked
-
-
-def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
-    cfg, batch, total_nimg = state.cfg, state.batch, int(round(1000 * opts.kimg))
+def _loop(trainer, batches, run_dir, opts, metrics, log, stop):
+    cfg, batch, total_nimg, chief = trainer.cfg, opts.batch, int(round(1000 * opts.kimg)), trainer.chief
     tick_nimg = min(cfg.tick_kimg * 1000, total_nimg / 10)  # short runs still report (and save) ten times
     stats_writer = stats.StatsWriter(run_dir) if chief else None
-    grid_z = np.random.RandomState(state.seed).randn(PREVIEW_GRID[0] * PREVIEW_GRID[1], state.G.latent_size)
-    table = state.train_step.label_table  # conditional: the previews cycle through the dataset's first labels
-    grid_labels = None if table is None else np.resize(table.numpy(), (len(grid_z), table.shape[1]))
+    grid_z = np.random.RandomState(opts.seed).randn(PREVIEW_GRID[0] * PREVIEW_GRID[1], cfg.latent_size)
+    table = trainer.label_table  # conditional: the previews cycle through the dataset's first labels
+    grid_labels = None if table is None else np.resize(table, (len(grid_z), table.shape[1]))
     means = stats.DeviceMeans()
-    step, nimg = int(state.step.numpy()), int(state.nimg.numpy())
+    step, nimg, seconds_at_start = trainer.counters
     tick, tick_start_nimg, tick_start_time = 0, nimg, time.time()
-    seconds_at_start, start_time = float(state.seconds.numpy()), time.time()
+    start_time = time.time()
     rate_from = None  # (time, nimg) at the end of the first tick, whose step also compiles: the ETA's origin
     progress = _progress_bar(tick_nimg) if chief and opts.progress and on_terminal() else None
     done = nimg >= total_nimg
     while not done:
-        means.update(state.train_step(next(iterator), step))
+        means.update(trainer.step(next(batches), step))
         step, nimg = step + 1, nimg + batch
         done = nimg >= total_nimg
         if progress is not None:
@@ -202,18 +168,17 @@ def _loop(state, iterator, writer, run_dir, chief, opts, metrics, log, stop):
                 f"non-finite {', '.join(bad)} in the tick ending at step {step}; stopping (no checkpoint of this "
                 f"tick is written: rerunning resumes from the last good one). Check the data for NaN/Inf "
                 f"({usage.command('dataset')} info --verify), lower the learning rate or use --precision float32")
-        state.step.assign(step)
-        state.nimg.assign(nimg)
         now = time.time()
-        state.seconds.assign(seconds_at_start + now - start_time)
+        trainer.set_counters(step, nimg, seconds_at_start + now - start_time)
         sec_per_kimg = (now - tick_start_time) / max(nimg - tick_start_nimg, 1) * 1000
-        record = dict(tick=tick, step=step, nimg=nimg, kimg=nimg / 1000, time=float(state.seconds.numpy()),
+        record = dict(tick=tick, step=step, nimg=nimg, kimg=nimg / 1000, time=seconds_at_start + now - start_time,
                       sec_per_tick=now - tick_start_time, sec_per_kimg=sec_per_kimg,
                       volumes_per_sec=1000 / sec_per_kimg, eta=_eta(rate_from, now, nimg, total_nimg),
                       memory_mb=stats.memory_mb(), **values)
-        writer.save(step, should_checkpoint=chief)
+        trainer.sync()
+        trainer.save(step)
         if chief and (tick % opts.snap == 0 or done or stop.requested):
-            record.update(_snapshot(state, run_dir, grid_z, grid_labels, nimg, metrics))
+            record.update(_snapshot(trainer.G_ema, run_dir, grid_z, grid_labels, nimg, metrics, stats_writer))
         if chief:
             stats_writer.write(record)
             log(stats.progress_line(record))
@@ -245,20 +210,22 @@ def snapshot_name(nimg):
     return f"{nimg // 1000:06d}.{nimg % 1000:03d}"
 
 
-def _snapshot(state, run_dir, grid_z, grid_labels, nimg, metrics):
-    """Export G_ema as .keras, write the preview PNG (of grid_z, with grid_labels for conditional networks);
-    returns metric values."""
+def _snapshot(G_ema, run_dir, grid_z, grid_labels, nimg, metrics, stats_writer):
+    """Export G_ema as .keras, write the preview PNG (of grid_z, with grid_labels for conditional networks) into the
+    run folder and TensorBoard (`previews/fakes`); returns metric values."""
     from tf3dstylegan.io import atomic_path
     name = snapshot_name(nimg)
     rows = np.split(np.arange(len(grid_z)), PREVIEW_GRID[1])
-    fakes = np.concatenate([state.G_ema(tf.constant(grid_z[i], tf.float32), noise_mode="const",
-                                        labels=None if grid_labels is None else grid_labels[i]).numpy()
+    fakes = np.concatenate([keras.ops.convert_to_numpy(G_ema(grid_z[i].astype(np.float32), noise_mode="const",
+                                                             labels=None if grid_labels is None else grid_labels[i]))
                             for i in rows])
     try:
         with atomic_path(run_dir / f"network-snapshot-{name}.keras") as tmp:
-            state.G_ema.save(tmp)
-        write_png(run_dir / f"fakes{name}.png", preview_grid(fakes, PREVIEW_GRID[0]))
+            G_ema.save(tmp)
+        png = encode_png(preview_grid(fakes, PREVIEW_GRID[0]))
+        write_bytes_atomic(run_dir / f"fakes{name}.png", png)
+        stats_writer.write_image("previews/fakes", png, nimg)
     except OSError as err:
         raise OSError(f"{run_dir}: cannot write the snapshot {name} ({err.strerror or err}); the checkpoint of "
                       f"this tick is kept") from None
-    return {f"metrics/{k}": float(v) for k, v in (metrics(state.G_ema) if metrics else {}).items()}
+    return {f"metrics/{k}": float(v) for k, v in (metrics(G_ema) if metrics else {}).items()}

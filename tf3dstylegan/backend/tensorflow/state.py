@@ -1,5 +1,5 @@
-"""`TrainingState`: the networks, optimizers, counters and step function of one run, and how they are
-checkpointed and initialised from a network file."""
+"""`TrainingState`: the networks, optimizers, counters and step function of one run on TensorFlow, and how they
+are checkpointed."""
 import dataclasses
 from typing import Optional
 
@@ -7,12 +7,12 @@ import keras
 import tensorflow as tf
 
 from tf3dstylegan import checkpoints
+from tf3dstylegan.backend.tensorflow import checkpoints as tf_checkpoints
+from tf3dstylegan.backend.tensorflow.step import TrainStep
 from tf3dstylegan.config import Config
 from tf3dstylegan.training.augment import AugmentPipe
 from tf3dstylegan.training.optimizers import make_optimizer
-from tf3dstylegan.training.step import TrainStep
-
-MODELS = ("G", "D", "G_ema")
+from tf3dstylegan.training.transfer import MODELS
 OPTIMIZERS = ("g_opt", "d_opt")
 
 
@@ -40,7 +40,7 @@ class TrainingState:
         others = dict(step=self.step, nimg=self.nimg, seconds=self.seconds, pl_mean=self.pl_mean, rng=self.rng)
         if self.augment is not None:
             others["augment"] = tf.train.Checkpoint(**self.augment.variables)
-        return checkpoints.nodes({m: getattr(self, m) for m in MODELS}, {o: getattr(self, o) for o in OPTIMIZERS},
+        return tf_checkpoints.nodes({m: getattr(self, m) for m in MODELS}, {o: getattr(self, o) for o in OPTIMIZERS},
                                  others, layout=layout)
 
 
@@ -70,7 +70,7 @@ def build_state(cfg, strategy, batch, seed, precision="float32", jit=False, grad
             G = build_generator(cfg, gradient_checkpointing=gradient_checkpointing)
             D = build_discriminator(cfg, gradient_checkpointing=gradient_checkpointing)
             G_ema = build_generator(cfg)
-            for ema, var in zip(G_ema.variables, G.variables):
+            for ema, var in zip(G_ema.variables, G.variables, strict=True):
                 ema.assign(var)
             g_opt, d_opt, pl_mean = build_optimizers(cfg, precision, G, D)
             step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -89,29 +89,8 @@ def build_state(cfg, strategy, batch, seed, precision="float32", jit=False, grad
 def restore_state(state, checkpoint_dir, log=print):
     """Resume from the newest checkpoint of `checkpoint_dir` that reads completely; returns its path."""
     try:  # a run that trained without augmentation resumes with it: the pipe starts fresh
-        return checkpoints.restore_newest(checkpoint_dir, state.checkpoint_nodes, complete=True, log=log,
+        return tf_checkpoints.restore_newest(checkpoint_dir, state.checkpoint_nodes, complete=True, log=log,
                                           optional=("augment",))
     except checkpoints.CheckpointError as err:
         raise ValueError(f"{err}; config {state.cfg.name!r}, batch {state.batch}; start a new run with "
                          f"--resume none, or pass the matching --cfg/--override") from None
-
-
-def load_weights(path, state, log=print):
-    """Copy G, D and G_ema from a network file (legacy .pkl, .keras, or a folder of them) into the new networks,
-    matching variables by their Keras paths and shapes."""
-    from tf3dstylegan.loading import load_network
-    loaded = load_network(path, log=log)
-    for name in MODELS:
-        source, target = getattr(loaded, name), getattr(state, name)
-        if source is None:
-            log(f"{path} holds no {name}: {name} starts from random weights")
-            continue
-        by_path = {v.path: v for v in source.variables}
-        targets = {v.path: v for v in target.variables}
-        mismatched = sorted(p for p, v in targets.items()
-                            if p not in by_path or tuple(by_path[p].shape) != tuple(v.shape))
-        if mismatched or len(by_path) != len(targets):
-            raise ValueError(f"{path}: {name} does not match config {state.cfg.name!r} "
-                             f"(different variables, e.g. {mismatched[:3]})")
-        for var_path, dst in targets.items():
-            dst.assign(by_path[var_path])
