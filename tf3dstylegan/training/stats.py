@@ -23,7 +23,8 @@ class DeviceMeans:
             self.metrics[key].update_state(value)
 
     def read_and_reset(self):
-        means = {key: float(metric.result()) for key, metric in self.metrics.items()}
+        """{name: mean} of the values updated since the last read (a lazy regulariser's only in ticks it ran)."""
+        means = {key: float(metric.result()) for key, metric in self.metrics.items() if float(metric.count) > 0}
         for metric in self.metrics.values():
             metric.reset_state()
         return means

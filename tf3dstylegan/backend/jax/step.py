@@ -60,10 +60,19 @@ class JaxTrainStep:
     # --- the state as values, and back ---
     def state(self, pl_mean):
         """The current values of every variable the step uses (pl_mean: the path-length mean's value)."""
-        read = lambda variables: [v.value for v in variables]  # noqa: E731
+        seen = set()
+
+        def read(variables):  # the step donates its input buffers: a buffer two variables share (G_ema starts as
+            values = []       # G) is given to it as two copies
+            for var in variables:
+                value = var.value
+                values.append(jnp.copy(value) if id(value) in seen else value)
+                seen.add(id(value))
+            return values
         p = self.augment.p.value if self.augment is not None else jnp.zeros((), jnp.float32)
         return StepState(read(self.G.variables), read(self.D.variables), read(self.G_ema.variables),
-                         read(self.g_opt.variables), read(self.d_opt.variables), jnp.asarray(pl_mean, jnp.float32), p)
+                         read(self.g_opt.variables), read(self.d_opt.variables), jnp.asarray(pl_mean, jnp.float32),
+                         jnp.copy(p))
 
     def assign(self, state):
         """Write a state's values back into the Keras variables (for snapshots and checkpoints)."""
