@@ -48,6 +48,16 @@ def output_affine(img_shape, voxel_size):
 
 
 def resample_template(img_shape, affine, what="t1"):
+    """See template_on_grid; cached per grid (a copy is returned)."""
+    return _template_on_grid(tuple(int(n) for n in img_shape), tuple(np.ravel(affine)), what).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _template_on_grid(img_shape, affine, what):
+    return template_on_grid(img_shape, np.reshape(affine, (4, 4)), what)
+
+
+def template_on_grid(img_shape, affine, what="t1"):
     """The template's T1 ('t1'), brain mask ('brain', float in [0, 1]) or white matter ('wm') on a grid of
     `img_shape` whose voxels `affine` maps to MNI mm (trilinear; smoothed first when the grid is coarser)."""
     data, brain, template_affine = load_template()
