@@ -22,7 +22,8 @@ import keras
 from keras import ops
 
 IN_EPSILON = 1e-5
-SIZE_MULTIPLE = 32  # the full network halves every axis five times, then doubles it back five times
+SIZE_MULTIPLE = 32
+ENCODER_MAPS = ("init_map", "down0_map", "down1_map", "down2_map", "down3_map")  # the full network halves every axis five times, then doubles it back five times
 
 
 @keras.saving.register_keras_serializable(package="tf3dstylegan")
@@ -104,14 +105,15 @@ def basic_block(x, weights, name, stride):
 
 
 def encoder(inputs, weights):
-    """Symbolic encoder maps [init, down0, down1, down2, down3] of normalised volumes [B, X, Y, Z, 1]."""
+    """Symbolic encoder maps [init, down0, down1, down2, down3] of normalised volumes [B, X, Y, Z, 1] (the
+    outputs of layers named ENCODER_MAPS)."""
     x = norm_relu(conv(inputs, weights, "init.0", 2, 3))
     x = keras.layers.MaxPooling3D(3, 2)(keras.layers.ZeroPadding3D(1)(x))  # values >= 0: zero pad == -inf pad
-    maps = [x]
+    maps = [keras.layers.Identity(name=ENCODER_MAPS[0])(x)]
     for level in range(4):
-        x = basic_block(x, weights, f"down{level}.block1", 1 if level == 0 else 2)
+        x = basic_block(maps[-1], weights, f"down{level}.block1", 1 if level == 0 else 2)
         x = basic_block(x, weights, f"down{level}.block2", 1)
-        maps.append(x)
+        maps.append(keras.layers.Identity(name=ENCODER_MAPS[level + 1])(x))
     return maps
 
 

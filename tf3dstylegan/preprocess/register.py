@@ -4,8 +4,8 @@ Arrays here are nibabel's: [i, j, k] voxels and 4x4 voxel -> RAS mm affines. ITK
 [k, j, i] arrays; `to_itk` and `itk_affine_to_ras` do the conversions, so every transform that leaves this module
 is a 4x4 RAS mm -> RAS mm matrix (scanner -> MNI).
 
-Initialisation: the centres of mass are matched, then a rigid fit at 8 mm is started from each of several
-rotations (identity and +-ROTATION_STEP_DEG about each axis) and the best is kept; from it the affine is fitted
+Initialisation: the centres of mass are matched, then the metric at 8 mm is evaluated for several rotations
+(identity and +-ROTATION_STEP_DEG about each axis) and the best is kept; from it the affine is fitted
 at 8, 4 and 2 mm (Mattes mutual information on a seeded random sample of the template brain's voxels,
 conjugate gradients with a line search, scales from physical shifts; plain or regular-step gradient descent
 diverged on some of the synthetic heads).
@@ -98,7 +98,7 @@ def _method(fixed_mask, shrink, smoothing, iterations, step):
     return method
 
 
-def _rigid_candidates(fixed, moving, initial):
+def _rigid_candidates(initial):
     """Euler transforms about the fixed image's centre of mass: `initial`'s shift, several rotations."""
     centre = np.asarray(initial.GetCenter())
     for axis, sign in itertools.chain([(None, 0)], itertools.product(range(3), (-1, 1))):
@@ -109,26 +109,33 @@ def _rigid_candidates(fixed, moving, initial):
         yield rigid
 
 
+def best_rotation(fixed, fixed_mask, moving):
+    """ITK affine start: the centres of mass matched, the candidate rotation with the best metric at 8 mm."""
+    start = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
+                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
+    coarse = [sitk.Shrink(sitk.SmoothingRecursiveGaussian(image, SMOOTHING_MM[0]), [SHRINK_FACTORS[0]] * 3)
+              for image in (fixed, moving)]
+    best = None
+    for candidate in _rigid_candidates(start):
+        method = _method(sitk.Shrink(fixed_mask, [SHRINK_FACTORS[0]] * 3), (1,), (0.0,), 1, 1.0)
+        method.SetInitialTransform(candidate)
+        value = method.MetricEvaluate(*coarse)
+        if best is None or value < best[0]:
+            best = (value, candidate)
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(best[1].GetCenter())
+    affine.SetMatrix(best[1].GetMatrix())
+    affine.SetTranslation(best[1].GetTranslation())
+    return affine
+
+
 def register_to_template(moving_data, moving_affine, initial=None):
     """(4x4 scanner RAS -> MNI RAS affine, final metric value) of an affine fit of a brain-only volume to the
     template's brain. `initial`: a 4x4 scanner -> MNI guess (a FreeSurfer talairach.xfm) instead of the search."""
     fixed, fixed_mask = fixed_template()
     moving = to_itk(*downsampled(moving_data, moving_affine))
     if initial is None:
-        start = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                                  sitk.CenteredTransformInitializerFilter.MOMENTS)
-        best = None
-        for candidate in _rigid_candidates(fixed, moving, start):
-            method = _method(fixed_mask, (4,), (4.0,), 20, 2.0)
-            method.SetInitialTransform(candidate, inPlace=True)
-            method.Execute(fixed, moving)
-            value = method.GetMetricValue()
-            if best is None or value < best[0]:
-                best = (value, candidate)
-        affine = sitk.AffineTransform(3)
-        affine.SetCenter(best[1].GetCenter())
-        affine.SetMatrix(best[1].GetMatrix())
-        affine.SetTranslation(best[1].GetTranslation())
+        affine = best_rotation(fixed, fixed_mask, moving)
     else:
         affine = ras_to_itk_affine(np.linalg.inv(initial))  # ITK's transform maps MNI to the scanner
     method = _method(fixed_mask, SHRINK_FACTORS, SMOOTHING_MM, 50, 1.0)

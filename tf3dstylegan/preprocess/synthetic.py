@@ -35,19 +35,26 @@ class SyntheticHead:
     white_matter: np.ndarray  # bool, eroded (partial volume excluded)
     world_to_mni: np.ndarray  # 4x4 scanner mm -> MNI mm, the answer of an affine registration
     description: str
+    canvas_mm: float = 1.0
 
 
-@functools.lru_cache(maxsize=1)
-def head_canvas():
-    """(intensity-free tissue inputs on a padded 1 mm MNI grid: distance from the brain (mm) float32, template T1
-    with zero outside the brain, brain mask, white-matter probability, eye and neck masks, canvas affine)."""
+@functools.lru_cache(maxsize=2)
+def head_canvas(canvas_mm=1):
+    """(intensity-free tissue inputs on a padded MNI grid of canvas_mm (1 or 2) voxels: distance from the brain
+    (mm) float32, template T1 with zero outside the brain, brain mask, white-matter probability, distances to
+    the eyes' centres (mm) and the neck's elliptic radius, canvas affine)."""
     t1, brain, affine = load_template()
-    pad = [(PAD_SIDES, PAD_SIDES), (PAD_SIDES, PAD_SIDES), (PAD_BELOW, PAD_SIDES)]
-    t1, brain = np.pad(t1 * brain, pad), np.pad(brain, pad)
-    wm = np.pad(load_white_matter(), pad)
+    wm = load_white_matter()
+    step = int(canvas_mm)
+    if step > 1:
+        t1, wm = (ndimage.gaussian_filter(v, (step - 1) / 2.0)[::step, ::step, ::step] for v in (t1, wm))
+        brain, affine = brain[::step, ::step, ::step], affine @ np.diag([step, step, step, 1.0])
+    pad = [(PAD_SIDES // step, PAD_SIDES // step), (PAD_SIDES // step, PAD_SIDES // step),
+           (PAD_BELOW // step, PAD_SIDES // step)]
+    t1, brain, wm = np.pad(t1 * brain, pad), np.pad(brain, pad), np.pad(wm, pad)
     canvas_affine = affine.copy()
     canvas_affine[:3, 3] -= affine[:3, :3] @ [p[0] for p in pad]
-    distance = ndimage.distance_transform_edt(~brain).astype(np.float32)
+    distance = ndimage.distance_transform_edt(~brain, sampling=step).astype(np.float32)
     ijk = np.indices(brain.shape, np.float32)
     mni = [canvas_affine[a, a] * ijk[a] + canvas_affine[a, 3] for a in range(3)]
     eyes = np.zeros(brain.shape, np.float32)  # distance to the nearest eye centre (mm)
@@ -59,9 +66,9 @@ def head_canvas():
     return distance, t1, brain, wm, eyes, neck, canvas_affine
 
 
-def tissue_intensity(rng):
+def tissue_intensity(rng, canvas_mm=1):
     """The T1 intensity of a head on the canvas (white matter ~ 1), with per-head shell thicknesses."""
-    distance, t1, brain, _, eyes, neck, _ = head_canvas()
+    distance, t1, brain, _, eyes, neck, _ = head_canvas(canvas_mm)
     coarse = tuple(n // 8 for n in distance.shape)  # thickness changes over centimetres: a coarse field, zoomed
     stretch = ndimage.zoom(np.exp(smooth_field(rng, coarse, 3, 0.6)), np.divide(distance.shape, coarse), order=1)
     d = distance / stretch * rng.uniform(0.85, 1.15)
@@ -101,11 +108,12 @@ def random_mni_to_scanner(rng, max_rotation_deg=15.0, max_shift_mm=20.0, max_sca
     return matrix
 
 
-def make_head(rng, orientation="RAS", voxel_size=(1.0, 1.0, 1.0), bias_std=0.35, noise_std=0.03,
+def make_head(rng, orientation="RAS", voxel_size=(1.0, 1.0, 1.0), bias_std=0.35, noise_std=0.03, canvas_mm=1,
               **transform_ranges) -> SyntheticHead:
-    """One synthetic head (see the module docstring); transform_ranges go to random_mni_to_scanner."""
-    distance, _, brain, wm, _, _, canvas_affine = head_canvas()
-    intensity = tissue_intensity(rng)
+    """One synthetic head (see the module docstring); transform_ranges go to random_mni_to_scanner; canvas_mm 2
+    makes it from the template at 2 mm (fast, for coarse scanner grids)."""
+    distance, _, brain, wm, _, _, canvas_affine = head_canvas(canvas_mm)
+    intensity = tissue_intensity(rng, canvas_mm)
     mni_to_scanner = random_mni_to_scanner(rng, **transform_ranges)
     shape, affine = scanner_grid(rng, mni_to_scanner[:3, 3] + [0.0, -20.0, -10.0], orientation, voxel_size)
     voxel_to_canvas = np.linalg.inv(canvas_affine) @ np.linalg.inv(mni_to_scanner) @ affine
@@ -113,7 +121,7 @@ def make_head(rng, orientation="RAS", voxel_size=(1.0, 1.0, 1.0), bias_std=0.35,
     def sample(volume, order=1):
         return ndimage.affine_transform(volume, voxel_to_canvas[:3, :3], voxel_to_canvas[:3, 3], output_shape=shape,
                                         order=order, mode="constant", cval=0.0)
-    sigma = max(0.0, (float(np.mean(voxel_size)) - 1.0) / 2.0)
+    sigma = max(0.0, (float(np.mean(voxel_size)) / canvas_mm - 1.0) / 2.0)
     clean = sample(ndimage.gaussian_filter(intensity, sigma) if sigma else intensity)
     true_brain = sample(brain.astype(np.float32)) > 0.5
     white_matter = ndimage.binary_erosion(sample(wm) > 0.9)
@@ -123,13 +131,13 @@ def make_head(rng, orientation="RAS", voxel_size=(1.0, 1.0, 1.0), bias_std=0.35,
     image = nib.Nifti1Image((noisy * scale).astype(np.float32), affine)
     description = (f"{orientation} voxels {'x'.join(f'{v:g}' for v in voxel_size)} mm, "
                    f"bias std {bias_std:g}, noise {noise_std:g}")
-    return SyntheticHead(image, true_brain, white_matter, np.linalg.inv(mni_to_scanner), description)
+    return SyntheticHead(image, true_brain, white_matter, np.linalg.inv(mni_to_scanner), description, canvas_mm)
 
 
 def registration_error(estimated_world_to_mni, head, num_points=2000, seed=0):
     """Mean distance (mm) between the true MNI positions of points inside the brain and those the estimated
     scanner -> MNI affine gives them."""
-    _, _, brain, _, _, _, canvas_affine = head_canvas()
+    _, _, brain, _, _, _, canvas_affine = head_canvas(head.canvas_mm)
     voxels = np.argwhere(brain)
     voxels = voxels[np.random.default_rng(seed).choice(len(voxels), num_points, replace=False)]
     mni = (canvas_affine @ np.c_[voxels, np.ones(num_points)].T)  # [4, N]
