@@ -184,8 +184,8 @@ def prepare_folder(outdir, indir, *, voxel_size=2.0, img_shape=None, bias_correc
     reasons = place_flagged(outdir, finished, skip_bad)
     report = qc.write_report(outdir / "qc" / "prepare_report.tsv", finished + errors)
     summary = {"outdir": str(outdir), "report": str(report), "num_subjects": len(subjects),
-               "prepared": len(finished), "resumed": len(subjects) - len(todo) - len(errors), "errors": [e["warnings"][0]
-                                                                                     for e in errors],
+               "prepared": len(finished), "resumed": len(subjects) - len(todo) - len(errors),
+               "errors": [e["warnings"][0] for e in errors],
                "flagged": {name: reasons[name] for name in sorted(reasons)}, "ignored": ignored,
                "excluded": skip_bad, "records": None}
     if records:

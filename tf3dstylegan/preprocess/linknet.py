@@ -22,8 +22,8 @@ import keras
 from keras import ops
 
 IN_EPSILON = 1e-5
-SIZE_MULTIPLE = 32
-ENCODER_MAPS = ("init_map", "down0_map", "down1_map", "down2_map", "down3_map")  # the full network halves every axis five times, then doubles it back five times
+SIZE_MULTIPLE = 32  # the full network halves every axis five times, then doubles it back five times
+ENCODER_MAPS = ("init_map", "down0_map", "down1_map", "down2_map", "down3_map")
 
 
 @keras.saving.register_keras_serializable(package="tf3dstylegan")
