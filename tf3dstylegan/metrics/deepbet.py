@@ -5,7 +5,8 @@ The network (`data/models/model.pt`, a traced TorchScript module; weights conver
 `tf3dstylegan.preprocess.linknet`. Its encoder is a 3D ResNet-18 (`init`, `down0..down3`, channels 16-32-64-128);
 the 3D FID uses the global mean of the `down3` output: 128-D features. Checked against the TorchScript
 module with `bench/check_inception_port.py`: max |keras - torch| / max |torch| = 8.1e-7 (40x48x56) and
-1.9e-6 (80x96x112).
+1.9e-6 (80x96x112), with float32 instance-norm statistics; the shared port now computes them in float64
+(`bench/check_deepbet_port.py`: `down3` within 5e-7 of torch at 256^3, see docs/prepare.md).
 
 Inputs are normalised as deepbet does: clip to the 0.5/99.5 % quantiles, scale to [0, 1], standardise,
 then 0.226 * x + 0.449.
