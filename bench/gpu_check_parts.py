@@ -1,4 +1,8 @@
-"""The timed parts of bench/gpu_check.py: environment, train_run, generator, train_step, mirrored, max_batch."""
+"""The parts of bench/gpu_check.py on any backend: environment, train_run, generator, train_step, mirrored, max_batch.
+
+A backend's subclass (gpu_check_tf.TensorFlowParts, gpu_check_jax.JaxParts) says how to compile a generator pass,
+build and run a training step, place data, read device memory and recognise out-of-memory errors.
+"""
 import gc
 import json
 import math
@@ -14,105 +18,88 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_check_report import (STEP0_COMPARED, TINY, OutOfTime, Skipped, agreement, dtype_policy, is_out_of_memory,
-                              json_lines, one_line, path_name, search_largest_batch, strict_float32, tick_summary)
+from gpu_check_report import (STEP0_COMPARED, TINY, OutOfTime, Skipped, agreement, dtype_policy, json_lines, one_line,
+                              path_name, search_largest_batch, tick_summary)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def build_train_step(cfg, strategy, precision, fused, weights, batch, jit, seed):
-    """TrainStep over fresh G, D, G_ema (from `weights`), optimizers and pl_mean, built as training builds them."""
-    import tensorflow as tf
-    from tf3dstylegan.networks import build_discriminator, build_generator
-    from tf3dstylegan.backend.tensorflow.state import build_optimizers
-    from tf3dstylegan.backend.tensorflow.step import TrainStep
-    with dtype_policy(precision), strategy.scope():
-        G, D = build_generator(cfg, fused_modconv=fused), build_discriminator(cfg)
-        G_ema = build_generator(cfg, fused_modconv=fused)
-        for model, values in ((G, weights[0]), (D, weights[1]), (G_ema, weights[0])):
-            model.set_weights(values)
-        g_opt, d_opt, pl_mean = build_optimizers(cfg, precision, G, D)
-    rng = tf.random.Generator.from_seed(seed)
-    return TrainStep(cfg, strategy, G, D, G_ema, g_opt, d_opt, rng, pl_mean, batch, jit=jit)
+def time_train_step(runner, cfg, repeats):
+    """Step 0 (lazy regularisers due: compiles), step 1 (none due: compiles), each once more (a recompile shows
+    there: state placed otherwise than the step's outputs), then timed calls of each.
 
-
-def time_train_step(step, local_reals, repeats):
-    """Step 0 (lazy regularisers due: traces), step 1 (none due: traces), then timed calls of each."""
-    reals = step.strategy.experimental_distribute_values_from_function(lambda _: local_reals)
+    runner(index) runs step `index` and returns its {name: float} (waiting for the device); runner.batch."""
+    from tf3dstylegan.training.optimizers import regularisation_due
 
     def call(index):
         start = time.perf_counter()
-        stats = {key: float(value) for key, value in step(reals, index).items()}
+        stats = runner(index)
         return time.perf_counter() - start, stats
     first_s, stats0 = call(0)
     second_s, _ = call(1)
+    second_round = {"reg_step_s": call(0)[0], "step_s": call(1)[0]}
     plain_s = sum(call(1)[0] for _ in range(repeats)) / repeats
     reg_s, _ = call(0)
-    cycle = math.lcm(step.cfg.g_reg_interval or 1, step.cfg.d_reg_interval or 1)
-    amortized = sum(reg_s if any(step.phases(i)) else plain_s for i in range(cycle)) / cycle
-    return {"batch": step.batch, "first_call_s": first_s, "second_call_s": second_s, "step_s": plain_s,
-            "reg_step_s": reg_s, "amortized_step_s": amortized, "sec_per_kimg": amortized / step.batch * 1000,
+    cycle = math.lcm(cfg.g_reg_interval or 1, cfg.d_reg_interval or 1)
+    amortized = sum(reg_s if any(regularisation_due(cfg, i)) else plain_s for i in range(cycle)) / cycle
+    return {"batch": runner.batch, "first_call_s": first_s, "second_call_s": second_s,
+            "second_round": second_round, "step_s": plain_s,
+            "reg_step_s": reg_s, "amortized_step_s": amortized, "sec_per_kimg": amortized / runner.batch * 1000,
             "step0_stats": stats0}
 
 
 class Parts:
-    """The parts of the check (each returns its report entry's fields) and the state they share."""
+    """The parts of the check (each returns its report entry's fields) and the state they share.
 
-    def __init__(self, opts):
-        import tensorflow as tf
-        self.tf, self.opts, self.start = tf, opts, time.perf_counter()
-        self.gpus = tf.config.list_physical_devices("GPU")
-        self.memory_device = "GPU:0" if self.gpus else None  # get_memory_info does not track the CPU
+    A subclass sets `backend` and `baseline_jit` (the jit mode of train.py's step: off on TensorFlow, always on
+    on JAX) and implements: accelerators(), backend_environment(), strict_volumes(G, z), forward(G, jit),
+    networks(cfg, precision, fused, weights, devices=None), runner(networks, batch, jit, reals),
+    random_reals(shape), parallel_devices(), reset_memory(), peak_memory_mb(), is_out_of_memory(err)."""
+    backend = None
+    baseline_jit = False
+
+    def __init__(self, opts, child_env):
+        """child_env: the environment train.py runs in (the one the check was started with)."""
+        self.opts, self.child_env, self.start = opts, child_env, time.perf_counter()
         self.lock, self.child = threading.RLock(), None
         self.references = {}
-        self.report = {"argv": sys.argv[1:], "dry_run": opts.dry_run, "budget_s": opts.budget_s,
-                       "grace_s": opts.grace_s, "complete": False,
+        self.report = {"argv": sys.argv[1:], "backend": self.backend, "dry_run": opts.dry_run,
+                       "budget_s": opts.budget_s, "grace_s": opts.grace_s, "complete": False,
                        "settings": {name: opts[name].value for name in ("batch", "repeats", "max_batch_limit",
                                                                         "train_seconds", "seed")}}
 
     def left(self):
         return self.opts.budget_s - (time.perf_counter() - self.start)
 
+    def config(self, preset):
+        from tf3dstylegan import load_config
+        return load_config(preset, **(TINY if self.opts.dry_run else {}))
+
     def reference(self, preset):
         """Initial float32 weights, latents, reals and strict-float32 volumes of a preset (made once)."""
         if preset not in self.references:
             import keras
-            from tf3dstylegan import load_config
             from tf3dstylegan.networks import build_discriminator, build_generator
-            tf, seed, batch = self.tf, self.opts.seed, self.opts.batch
-            cfg = load_config(preset, **(TINY if self.opts.dry_run else {}))
+            seed, batch = self.opts.seed, self.opts.batch
+            cfg = self.config(preset)
             keras.utils.set_random_seed(seed)
             G, D = build_generator(cfg), build_discriminator(cfg)
-            z = tf.random.stateless_normal([batch, G.latent_size], [seed, 0])
-            reals = tf.random.stateless_uniform([batch, *cfg.img_shape, cfg.num_channels], [seed, 1], -1.0, 1.0)
-            with strict_float32():
-                volumes = G(z).numpy()
+            rng = np.random.default_rng(seed)
+            z = rng.standard_normal((batch, G.latent_size)).astype(np.float32)
+            reals = rng.uniform(-1.0, 1.0, (batch, *cfg.img_shape, cfg.num_channels)).astype(np.float32)
             self.references[preset] = dict(cfg=cfg, weights=(G.get_weights(), D.get_weights()), z=z, reals=reals,
-                                           volumes=volumes)
+                                           volumes=self.strict_volumes(G, z))
         return self.references[preset]
 
-    def reset_memory(self):
-        if self.memory_device:
-            self.tf.config.experimental.reset_memory_stats(self.memory_device)
-
-    def peak_memory_mb(self):
-        if self.memory_device:
-            return self.tf.config.experimental.get_memory_info(self.memory_device)["peak"] / 2 ** 20
-        return None
+    def forward_memory(self, forward, z):
+        """Memory figures of a compiled generator pass beyond the device's peak (none by default)."""
+        return {}
 
     def environment(self):
         import keras
-        tf = self.tf
-        build = tf.sysconfig.get_build_info()
-        result = {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-                  "numpy": np.__version__, "cpu_count": os.cpu_count(),
-                  "build": {key: build.get(key) for key in ("is_cuda_build", "cuda_version", "cudnn_version",
-                                                            "cuda_compute_capabilities")},
-                  "devices": [d.name for d in tf.config.list_logical_devices()],
-                  "gpus": [dict(tf.config.experimental.get_device_details(gpu), name=gpu.name) for gpu in self.gpus],
-                  "tf32_enabled": tf.config.experimental.tensor_float_32_execution_enabled(),
-                  "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "TF_XLA_FLAGS", "XLA_FLAGS",
-                                                     "TF_GPU_ALLOCATOR") if k in os.environ}}
+        result = {"python": platform.python_version(), "keras": keras.__version__,
+                  "keras_backend": keras.backend.backend(), "numpy": np.__version__, "cpu_count": os.cpu_count(),
+                  **self.backend_environment()}
         if shutil.which("nvidia-smi"):
             query = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                                     "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
@@ -121,6 +108,10 @@ class Parts:
 
     def train_run(self):
         opts = self.opts
+        from tf3dstylegan.data import demo_dataset
+        start = time.perf_counter()  # the demo records first, outside the timed run (train.py finds them cached)
+        demo_dataset(voxel_size=self.config(opts.train_cfg).voxel_size)
+        demo_data_s = time.perf_counter() - start
         outdir = Path(tempfile.mkdtemp(prefix="gpu_check_train_"))
         command = [sys.executable, str(REPO / "train.py"), "--cfg", opts.train_cfg, "--kimg", str(opts.train_kimg),
                    "--outdir", str(outdir), "--resume", "none", "--precision", opts.train_precision]
@@ -128,11 +119,12 @@ class Parts:
         # Snapshots (.keras, previews) only at the start and the end: more ticks in the time.
         overrides = dict(TINY if opts.dry_run else {}, tick_kimg=opts.train_tick_kimg, snapshot_ticks=10 ** 6)
         command += [arg for key, value in overrides.items() for arg in ("--override", f"{key}={json.dumps(value)}")]
+        env = dict(self.child_env, KERAS_BACKEND=self.backend)
         start, stopped = time.perf_counter(), False
         try:
             with open(outdir / "train.log", "w") as log:
                 with self.lock:
-                    self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                    self.child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
                 try:
                     code = self.child.wait(max(1.0, min(opts.train_seconds, self.left())))
                 except subprocess.TimeoutExpired:
@@ -154,7 +146,8 @@ class Parts:
             raise RuntimeError(f"train.py {'was stopped' if stopped else f'exited {code}'} after {wall:.0f} s "
                                f"with {len(records)} ticks: {lines[-1] if lines else 'no output'}")
         return dict(tick_summary(records), command=" ".join(command).replace(str(outdir), "TMP"), exit_code=code,
-                    stopped_at_train_seconds=stopped, wall_s=wall, gpus=len(self.gpus))
+                    stopped_at_train_seconds=stopped, wall_s=wall, demo_data_s=demo_data_s,
+                    gpus=len(self.accelerators()))
 
     def generator(self, preset, precision, jit, fused):
         from tf3dstylegan.networks import build_generator
@@ -162,27 +155,28 @@ class Parts:
         with dtype_policy(precision):
             G = build_generator(ref["cfg"], fused_modconv=fused)
         G.set_weights(ref["weights"][0])
-        forward = self.tf.function(lambda z: G(z), jit_compile=jit)
+        forward = self.forward(G, jit)
         self.reset_memory()
         start = time.perf_counter()
-        volumes = forward(ref["z"]).numpy()
+        volumes = forward(ref["z"])
         first_s, start = time.perf_counter() - start, time.perf_counter()
         for _ in range(self.opts.repeats):
-            volumes = forward(ref["z"]).numpy()
+            volumes = forward(ref["z"])
         seconds = (time.perf_counter() - start) / self.opts.repeats
         return {"batch": self.opts.batch, "first_call_s": first_s, "seconds_per_call": seconds,
                 "volumes_per_s": self.opts.batch / seconds, "peak_memory_mb": self.peak_memory_mb(),
+                **self.forward_memory(forward, ref["z"]),
                 "agreement_vs_strict_float32": agreement(volumes, ref["volumes"], precision)}
 
     def train_step(self, preset, precision, jit, fused):
         ref = self.reference(preset)
-        step = build_train_step(ref["cfg"], self.tf.distribute.get_strategy(), precision, fused, ref["weights"],
-                                self.opts.batch, jit, self.opts.seed)
+        runner = self.runner(self.networks(ref["cfg"], precision, fused, ref["weights"]), self.opts.batch, jit,
+                             ref["reals"])
         self.reset_memory()
-        result = time_train_step(step, ref["reals"], self.opts.repeats)
-        result["peak_memory_mb"] = self.peak_memory_mb()
+        result = time_train_step(runner, ref["cfg"], self.opts.repeats)
+        result.update(peak_memory_mb=self.peak_memory_mb(), **runner.compiled_memory())
         stats = [result["step0_stats"][key] for key in STEP0_COMPARED]
-        if (precision, jit, fused) == ("float32", False, False):
+        if (precision, jit, fused) == ("float32", self.baseline_jit, False):
             ref["step0"], result["step0_reference"] = stats, True
         elif "step0" in ref:
             result["step0_agreement_vs_float32"] = dict(agreement(stats, ref["step0"], precision),
@@ -190,51 +184,44 @@ class Parts:
         return result
 
     def mirrored(self, preset):
-        tf = self.tf
-        if len(self.gpus) > 1:
-            devices = [gpu.name.replace("/physical_device:", "/") for gpu in self.gpus]
-        elif not self.gpus and len(tf.config.list_logical_devices("CPU")) > 1:
-            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        else:
-            raise Skipped(f"{len(self.gpus)} GPU visible: MirroredStrategy needs several (without GPUs: "
-                          f"--logical_cpus 2)")
+        """The float32 step with the weights on every device and the batch split over them (weak scaling)."""
+        devices = self.parallel_devices()
         ref = self.reference(preset)
-        strategy = tf.distribute.MirroredStrategy(devices)
-        step = build_train_step(ref["cfg"], strategy, "float32", False, ref["weights"],
-                                self.opts.batch * len(devices), False, self.opts.seed)
+        networks = self.networks(ref["cfg"], "float32", False, ref["weights"], devices)
+        runner = self.runner(networks, self.opts.batch * len(devices), self.baseline_jit,
+                             np.concatenate([ref["reals"]] * len(devices)))
         self.reset_memory()
-        result = time_train_step(step, ref["reals"], self.opts.repeats)
+        result = time_train_step(runner, ref["cfg"], self.opts.repeats)
         single = [e["step_s"] for e in self.report["train_step"]
-                  if e["status"] == "ok" and e["path"] == path_name(preset, "float32", False, False)]
-        return dict(result, devices=devices, per_replica_batch=self.opts.batch, peak_memory_mb=self.peak_memory_mb(),
+                  if e["status"] == "ok" and e["path"] == path_name(preset, "float32", self.baseline_jit, False)]
+        return dict(result, devices=[str(d) for d in devices], strategy=runner.description,
+                    per_replica_batch=self.opts.batch, peak_memory_mb=self.peak_memory_mb(),
                     single_device_step_s=single[0] if single else None,
                     scaling_efficiency=single[0] / result["step_s"] if single else None)
 
     def max_batch(self, preset):
         """Largest batch whose step 0 (G step, path-length regulariser, D step) runs in float32."""
-        from tf3dstylegan.backend.tensorflow.step import TrainStep
-        tf, ref = self.tf, self.reference(preset)
-        cfg, strategy = ref["cfg"], tf.distribute.get_strategy()
-        base = build_train_step(cfg, strategy, "float32", False, ref["weights"], 1, False, self.opts.seed)
+        ref = self.reference(preset)
+        cfg = ref["cfg"]
+        networks = self.networks(cfg, "float32", False, ref["weights"])
         trials = []
 
         def fits(batch):
             if trials and self.left() < 2 * trials[-1]["seconds"]:
                 raise OutOfTime
-            step = TrainStep(cfg, strategy, base.G, base.D, base.G_ema, base.g_opt, base.d_opt, base.rng,
-                             base.pl_mean, batch)
-            trial, start = {"batch": batch}, time.perf_counter()
+            trial, start, runner = {"batch": batch}, time.perf_counter(), None
             self.reset_memory()
             try:
-                reals = tf.random.uniform([batch, *cfg.img_shape, cfg.num_channels], -1.0, 1.0)
-                values = step(strategy.experimental_distribute_values_from_function(lambda _: reals), 0).values()
-                finite = all(math.isfinite(float(v)) for v in values)
-                trial.update(fits=True, finite_losses=finite, peak_memory_mb=self.peak_memory_mb())
+                runner = self.runner(networks, batch, self.baseline_jit,
+                                     self.random_reals((batch, *cfg.img_shape, cfg.num_channels)))
+                finite = all(math.isfinite(v) for v in runner(0).values())
+                trial.update(fits=True, finite_losses=finite, peak_memory_mb=self.peak_memory_mb(),
+                             **runner.compiled_memory())
             except Exception as err:  # noqa: BLE001 - only out-of-memory means "does not fit"
-                if not is_out_of_memory(err):
+                if not self.is_out_of_memory(err):
                     raise
                 trial.update(fits=False, reason=one_line(err))
-            del step
+            del runner
             gc.collect()
             trials.append(dict(trial, seconds=time.perf_counter() - start))
             return trial["fits"]

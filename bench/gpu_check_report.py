@@ -1,4 +1,4 @@
-"""bench/gpu_check.py's constants, tolerance checks, batch search and JSON report helpers (no TensorFlow at import)."""
+"""bench/gpu_check.py's constants, tolerance checks, batch search and JSON report helpers (no framework at import)."""
 import contextlib
 import json
 import math
@@ -8,6 +8,12 @@ import numpy as np
 
 PARTS = ("environment", "train_run", "generator", "train_step", "mirrored", "max_batch")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+JIT_MODES = ("off", "on")
+# What each backend runs unless told otherwise: JAX compiles everything (its step is always jitted) and trains in
+# float32 and bfloat16 only (float16 needs loss scaling, which its step does not do: backend/jax/trainer.py).
+BACKEND_DEFAULTS = {"tensorflow": dict(precisions=list(PRECISIONS), jit_modes=list(JIT_MODES)),
+                    "jax": dict(precisions=["float32", "mixed_bfloat16"], jit_modes=["on"])}
+OUT_OF_MEMORY_TEXTS = ("out of memory", "Out of memory", "OOM", "RESOURCE_EXHAUSTED", "Dst tensor is not initialized")
 # Dry run: the smallest networks, on 5x6x7 volumes (the demo dataset at 32 mm, for train_run).
 TINY = dict(resolution_log2=2, voxel_size=32.0, fmap_min=4, fmap_max=4, latent_size=8, dlatent_size=8,
             mapping_fmaps=8, mapping_layers=1)
@@ -94,10 +100,9 @@ def json_lines(path):
     return [record for record in records if isinstance(record, dict)]
 
 
-def is_out_of_memory(err):
-    import tensorflow as tf
-    return isinstance(err, tf.errors.ResourceExhaustedError) or any(
-        text in str(err) for text in ("out of memory", "OOM", "Dst tensor is not initialized"))
+def mentions_out_of_memory(err):
+    """Whether an exception's text is an allocator's out-of-memory message (TensorFlow's or XLA's)."""
+    return any(text in str(err) for text in OUT_OF_MEMORY_TEXTS)
 
 
 @contextlib.contextmanager
@@ -109,18 +114,6 @@ def dtype_policy(precision):
         yield
     finally:
         keras.mixed_precision.set_global_policy("float32")
-
-
-@contextlib.contextmanager
-def strict_float32():
-    """No TF32 rounding in float32 matmuls and convolutions (TF's default on Ampere and later GPUs)."""
-    import tensorflow as tf
-    enabled = tf.config.experimental.tensor_float_32_execution_enabled()
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-    try:
-        yield
-    finally:
-        tf.config.experimental.enable_tensor_float_32_execution(enabled)
 
 
 def path_name(preset, precision, jit, fused):
