@@ -26,7 +26,6 @@ from tf3dstylegan.metrics.batched import BatchedModel
 BN_EPSILON = 1e-5
 STAGE_STRIDES = (1, 2, 1, 1)
 STAGE_DILATIONS = (1, 1, 2, 4)
-EXPANSION = 4
 PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 MAX_ELEMENTS = 1 << 27  # MedicalNet's ResNet-50 has 46 million weights, its largest (ResNet-200) about twice that
 
