@@ -29,7 +29,8 @@ for variant in sys.argv[2:]:
     results[variant + "/compiled"] = compiled_synthesis(G, noise_mode="const", slab_size=4)(ws)
 np.savez(out + "/out.npz", backend=keras.backend.backend(), **results)
 """
-VARIANTS = {"plain": dict(), "conditional-resnet-fused": dict(g_architecture="resnet", label_size=3, fused_modconv=True)}
+VARIANTS = {"plain": dict(),
+            "conditional-resnet-fused": dict(g_architecture="resnet", label_size=3, fused_modconv=True)}
 
 
 @pytest.mark.slow

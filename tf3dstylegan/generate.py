@@ -167,8 +167,8 @@ def style_mix(G, row_seeds, col_seeds, col_styles, psi=1.0, noise_mode="const", 
     default: labels when that is one [L] vector)."""
     col_styles = check_styles(G, col_styles)
     col_labels = labels if col_labels is None and np.ndim(labels) < 2 else col_labels
-    rows, cols = (generate_volumes(G, s, psi, noise_mode, cutoff, batch_size, slab_size, l)
-                  for s, l in ((row_seeds, labels), (col_seeds, col_labels)))
+    rows, cols = (generate_volumes(G, s, psi, noise_mode, cutoff, batch_size, slab_size, lab)
+                  for s, lab in ((row_seeds, labels), (col_seeds, col_labels)))
     row_ws, col_ws = seed_styles(G, row_seeds, psi, cutoff, labels), seed_styles(G, col_seeds, psi, cutoff, col_labels)
     mixed_ws = np.repeat(row_ws[:, np.newaxis], len(col_seeds), axis=1)           # [R, C, num_ws, dlatent_size]
     mixed_ws[:, :, col_styles] = col_ws[np.newaxis][:, :, col_styles]

@@ -69,7 +69,7 @@ def _npz_header(archive, path, key):
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(member)
-    if not (np.issubdtype(dtype, np.number) or dtype == bool):
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise DataError(path, f"{key!r} has non-numeric dtype {dtype}")
     return shape, dtype
 

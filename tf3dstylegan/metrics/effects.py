@@ -122,7 +122,8 @@ def covariate_effect(G, data, effect, num=64, batch_size=8, seed=0, truncation_p
     base = rows[np.random.default_rng([seed, 2]).integers(0, len(rows), num_latents)]
     requested = [{**encoding.decode(row), effect.covariate: float(v)} for row in base for v in sweep]
     labels = labelled.encode_values(G, requested, encoding)  # [latents * steps, L], latent-major
-    z = np.repeat(np.random.default_rng(seed).standard_normal((num_latents, G.latent_size)).astype(np.float32), steps, 0)
+    z = np.random.default_rng(seed).standard_normal((num_latents, G.latent_size)).astype(np.float32)
+    z = np.repeat(z, steps, 0)
     generated = np.concatenate([measure_volumes(v, voxel_size, effect.measure)
                                 for v in _generate(G, z, labels, batch_size, truncation_psi, noise_mode)])
     fit = slope_interval(np.tile(sweep, num_latents), generated, np.repeat(np.arange(num_latents), steps))

@@ -144,7 +144,8 @@ class MedicalNetFeatures(BatchedModel):
     """Callable: [-1, 1] volumes [N, X, Y, Z, 1] -> pooled features [N, 2048] (float64)."""
 
     def __init__(self, weights, batch_size=2):
-        super().__init__(build_resnet(weights if isinstance(weights, dict) else read_backbone_weights(weights)), batch_size)
+        weights = weights if isinstance(weights, dict) else read_backbone_weights(weights)
+        super().__init__(build_resnet(weights), batch_size)
 
     def encode(self, inputs):
         """Features of already-preprocessed inputs [N, D, H, W, 1]."""
