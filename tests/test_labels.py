@@ -152,6 +152,7 @@ def assert_aligned(batches):
     return count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mirror", [False, True])
 def test_batches_carry_their_own_labels_through_shuffling(labelled, mirror):
     dataset = make_dataset(labelled, 4, seed=3, mirror_augment=mirror, with_labels=True)

@@ -142,6 +142,7 @@ def test_noise_layers_of_earlier_files_still_load():
     assert layer.use_noise is False and layer.get_config()["use_noise"] is False
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_first_order_gradients():
     tiny = dict(TINY, resolution_log2=4, g_architecture="resnet")
     G, D = tf3dstylegan.build_networks("2mm-fd16", **tiny)

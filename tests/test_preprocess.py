@@ -73,6 +73,7 @@ class ThresholdNetwork:
         return np.concatenate([1 - brain, brain], axis=-1)
 
 
+@pytest.mark.slow
 def test_stripper_pipeline_box_largest_component_and_holes():
     grid = np.indices((60, 70, 50)).astype(np.float32)
     brain = ((grid[0] - 30) / 18) ** 2 + ((grid[1] - 38) / 22) ** 2 + ((grid[2] - 24) / 15) ** 2 < 1

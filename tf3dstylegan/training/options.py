@@ -25,7 +25,7 @@ class TrainingOptions:
     kimg: Optional[float] = option(None, "Train until D has seen this many thousand real volumes (default: the "
                                          "preset's total_kimg).")
     batch: Optional[int] = option(None, "Global minibatch, split over all replicas (default: the preset's "
-                                        "batch_size; train.py uses at most 4 for 2 mm and finer without a GPU).")
+                                        "batch_size; training uses at most 4 for 2 mm and finer without a GPU).")
     strategy: str = option("auto", "How to use several devices: auto (TensorFlow: multi-worker when TF_CONFIG is "
                                    "set, mirrored over several GPUs; JAX: DataParallel over all devices), default, "
                                    "mirrored or multiworker (JAX: jax.distributed).", STRATEGIES)
