@@ -37,6 +37,9 @@ EXAMPLES = {
     'python -m pytest -q -m "not slow"': ("ci", None),
     "pip install tensorboard": ("ci", None),
     "python -m tf3dstylegan NAME": ("pattern", None),
+    # An install without TensorFlow: what tests/test_backends.py runs under (TensorFlow's import blocked).
+    "pip install --no-deps -e . && pip install keras jax numpy scipy nibabel absl-py google-crc32c nilearn SimpleITK":
+        ("pattern", None),
     # README order: the demo run first, as a new user does; later examples use its run folder.
     "python train.py": ("run", ["--kimg", "0.016"]),
     "python -m tf3dstylegan convert tests/data/tf1-2mm-fd16/network.pkl out/converted/": ("run", []),
