@@ -19,7 +19,6 @@ import numpy as np
 
 from tf3dstylegan import conditions, projector
 from tf3dstylegan.data.nifti import save_volume
-from tf3dstylegan.data.table import CONTINUOUS
 from tf3dstylegan.generate import synthesize, to_numpy
 from tf3dstylegan.io import GAP, PLANES, plane_grid, to_unit_range, write_json_atomic, write_png
 
@@ -39,12 +38,13 @@ def check_in_range(G, condition: Dict, extrapolate=False):
     """ValueError for a continuous covariate of {name: value} outside G's training range (mean +- RANGE_STDS
     std of its training data), unless extrapolate."""
     encoding = conditions.label_encoding(G)
-    for c in encoding.covariates:
-        if c.kind == CONTINUOUS and c.name in condition and not extrapolate:
-            low, high = c.mean - RANGE_STDS * c.std, c.mean + RANGE_STDS * c.std
-            if not low <= float(condition[c.name]) <= high:
-                raise ValueError(f"{c.name}={condition[c.name]} is outside the training data's range ({low:.4g} .. "
-                                 f"{high:.4g}: mean {c.mean:.4g} +- {RANGE_STDS:g} std); --extrapolate (extrapolate=True) allows it")
+    far = {} if extrapolate else encoding.far_values(condition, RANGE_STDS)
+    if far:
+        name, z = next(iter(far.items()))
+        c = encoding.covariates[encoding.names.index(name)]
+        low, high = c.mean - RANGE_STDS * c.std, c.mean + RANGE_STDS * c.std
+        raise ValueError(f"{name}={condition[name]} is outside the training data's range ({low:.4g} .. {high:.4g}: "
+                         f"mean +- {RANGE_STDS:g} std; {z:+.3g} std): --extrapolate allows it")
 
 
 def edit_conditions(G, subject, changes=None, sweep: Optional[Tuple[str, List]] = None,
@@ -58,7 +58,7 @@ def edit_conditions(G, subject, changes=None, sweep: Optional[Tuple[str, List]] 
     changes = dict(changes or {})
     if sweep is not None and sweep[0] in changes:
         raise ValueError(f"covariate {sweep[0]!r} is swept: leave it out of the fixed changes")
-    changed = [{**changes, sweep[0]: value} for value in sweep[1]] if sweep is not None else [changes]
+    changed = [{sweep[0]: value, **changes} for value in sweep[1]] if sweep is not None else [changes]
     if not changed[0]:
         raise ValueError("no covariate to change: give a new value or a sweep")
     full = [{**subject.condition, **edit} for edit in changed]
