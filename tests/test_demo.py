@@ -144,6 +144,7 @@ def test_conditional_demo_has_covariates_with_a_known_age_effect(tmp_path):
     assert 0.05 < slope < 0.4, slope  # ml per year; documented: about 0.2 (0.26 measured here)
 
 
+@pytest.mark.slow
 def test_demo_subject_renders_a_record_and_its_counterfactuals(tmp_path):
     path = demo.demo_dataset(voxel_size=VOXEL, num_subjects=3, cache_dir=tmp_path, conditional=True)
     for i, record in enumerate(read_volumes(path)):
