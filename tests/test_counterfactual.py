@@ -195,3 +195,19 @@ def test_damaged_or_foreign_projection_files(G, projected, tmp_path):
     np.savez(tmp_path / "nan.npz", **{**members, "z": np.full_like(members["z"], np.nan)})
     with pytest.raises(ValueError, match="expected finite float32"):
         load_projection(tmp_path / "nan.npz", G)
+
+
+def test_project_command_takes_z_or_w_plus(saved, tmp_path, capsys):
+    (tmp_path / "scan.nii.gz").write_bytes(b"the flags are checked before the scan is read")
+    argv = ["project.py", "--network", saved / "cond.keras", "--target", tmp_path / "scan.nii.gz", "--outdir",
+            tmp_path / "p", "--cond", "age=70,sex=F", "--space", "z", "--w_plus"]
+    try:
+        code = cli.run("tf3dstylegan.commands.project", [str(a) for a in argv])
+    except SystemExit as exit:
+        code = exit.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["project.py: error: --w_plus: W+ is a space of ws: give --w_plus or --space z, "
+                                 "not both"], err
+    with pytest.raises(ValueError, match="W\\+ is a space of ws"):
+        projector.project(tiny_generator(), np.zeros((4, 4, 6, 1), np.float32), num_steps=1, space="z", w_plus=True,
+                          labels=ENCODING.encode({"age": 70, "sex": "F"}))

@@ -57,9 +57,12 @@ def run(G, fv):
         raise flag_error("network", err) from None
     try:
         subject = load_projection(fv.projected, G)
+    except ValueError as err:
+        raise flag_error("projected", err) from None
+    try:
         edit = cf.resolve_edit(subject, fv.edit)
     except ValueError as err:
-        raise flag_error("edit" if "remap" in str(err) else "projected", err) from None
+        raise flag_error("edit", err) from None
     changes = None
     if fv.cond:
         try:
