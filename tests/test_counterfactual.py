@@ -79,6 +79,7 @@ def test_editing_to_its_own_condition_gives_back_the_projection(G, projected, sp
     np.testing.assert_allclose(own, projected[1][space].reconstruction, atol=TOL)
 
 
+@pytest.mark.slow
 def test_remap_and_shift_edits(G, projected):
     old = ENCODING.encode({"age": 85, "sex": "M"})
     subject = load_projection(projected[0] / "z.npz", G)
@@ -116,6 +117,7 @@ def run_generate(capsys, *argv):
     return code, out.strip().splitlines(), err.strip().splitlines()
 
 
+@pytest.mark.slow
 def test_sweep_and_single_edit_commands(G, saved, projected, tmp_path, capsys):
     code, _, err = run_generate(capsys, "--network", saved / "cond.keras", "--projected", projected[0] / "z.npz",
                                 "--sweep", "age=50:90:3", "--cond", "sex=M", "--outdir", tmp_path / "sweep")
@@ -172,6 +174,7 @@ def test_bad_counterfactual_input_is_one_line_and_writes_nothing(saved, projecte
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_extrapolate_allows_a_value_outside_the_range(saved, projected, tmp_path, capsys):
     code, _, err = run_generate(capsys, "--network", saved / "cond.keras", "--projected", projected[0] / "z.npz",
                                 "--cond", "age=150", "--extrapolate", "--outdir", tmp_path / "out")
