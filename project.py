@@ -1,4 +1,4 @@
-"""Project a scan into a generator's latent space (see `python project.py --help`); the same as `tf3dstylegan-project`."""
+"""Project a scan into a generator's latent space (`python project.py --help`); the same as `tf3dstylegan-project`."""
 import sys
 
 from tf3dstylegan import cli

@@ -89,7 +89,8 @@ def measure(preset, what):
             with tf.GradientTape() as tape:
                 g_loss = tf.reduce_mean(tf.nn.softplus(-D(G.synthesis(G.training_styles(z), noise_mode="random"))))
             g_opt.apply_gradients(zip(tape.gradient(g_loss, G.trainable_weights), G.trainable_weights))
-            fakes = G.synthesis(G.training_styles(z), noise_mode="random")  # outside the tape: D's step needs no G activations
+            # Outside the tape: D's step needs no G activations.
+            fakes = G.synthesis(G.training_styles(z), noise_mode="random")
             with tf.GradientTape() as tape:
                 d_loss = tf.reduce_mean(tf.nn.softplus(D(fakes))) + tf.reduce_mean(tf.nn.softplus(-D(reals)))
             d_opt.apply_gradients(zip(tape.gradient(d_loss, D.trainable_weights), D.trainable_weights))

@@ -4,7 +4,8 @@
     python bench/bench_training.py --data demo_conditional --labels   # conditional step (--nolabels: same data)
 Prints one JSON line: the median and each tick's sec/kimg after the first tick (which includes tracing), and
 the wall time. It uses only `tf3dstylegan.training.train(config, data, outdir, kimg=, batch=, resume=, seed=,
-log=)` (and `labels=` with --data), so the same script times an earlier checkout (`PYTHONPATH=OLD_CHECKOUT python bench/bench_training.py`).
+log=)` (and `labels=` with --data), so the same script times an earlier checkout
+(`PYTHONPATH=OLD_CHECKOUT python bench/bench_training.py`).
 """
 import json
 import statistics

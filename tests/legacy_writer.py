@@ -29,10 +29,18 @@ def make_states(rng, *, base, res, fmap_base=8192, fmap_min=4, fmap_max=4, laten
                 g_arch="orig", d_arch="resnet", no_noise=False, label_size=0, channels=1):
     nf = nf_fn(fmap_base, fmap_min, fmap_max)
     num_layers = 2 * res - 2
-    small = lambda *shape: (rng.standard_normal(shape) * 0.2).astype(np.float32)
-    big = lambda *shape: rng.standard_normal(shape).astype(np.float32)
-    scalar = lambda: np.float32(rng.standard_normal() * 0.2)
-    dims = lambda r: [b * 2 ** (r - 2) for b in base]
+
+    def small(*shape):
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    def big(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def scalar():
+        return np.float32(rng.standard_normal() * 0.2)
+
+    def dims(r):
+        return [b * 2 ** (r - 2) for b in base]
 
     mapping = []
     in_dim = latent * (2 if label_size else 1)

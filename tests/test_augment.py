@@ -47,6 +47,7 @@ def test_pipelines_name_their_transforms():
     assert augment.build_augment("ada", "bg").mode == "ada"
 
 
+@pytest.mark.slow
 def test_resample_matches_scipy_mirror_mode_and_leaves_unmasked_samples_alone():
     v = volumes((2, 7, 8, 9, 2))
     linear = np.array([[0.9, 0.3, -0.2], [-0.25, 1.1, 0.1], [0.15, -0.1, 0.95]], np.float32)
@@ -59,6 +60,7 @@ def test_resample_matches_scipy_mirror_mode_and_leaves_unmasked_samples_alone():
     np.testing.assert_array_equal(out[1], v.numpy()[1])
 
 
+@pytest.mark.slow
 def test_resample_gradient_is_its_exact_adjoint_to_second_order():
     x, u = volumes((2, 7, 8, 9, 2), 1), volumes((2, 7, 8, 9, 2), 2)  # the shape above: compiled once
     rotation = np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], np.float32)
@@ -150,6 +152,7 @@ def tiny_networks(cfg, seed=0, **kwargs):
     return build_generator(cfg, **kwargs), build_discriminator(cfg, **kwargs), build_generator(cfg)
 
 
+@pytest.mark.slow
 def test_gradients_reach_G_through_the_pipe():
     cfg = load_config("2mm-fd16", **TINY)
     G, D, _ = tiny_networks(cfg)

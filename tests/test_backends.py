@@ -29,7 +29,8 @@ for variant in sys.argv[2:]:
     results[variant + "/compiled"] = compiled_synthesis(G, noise_mode="const", slab_size=4)(ws)
 np.savez(out + "/out.npz", backend=keras.backend.backend(), **results)
 """
-VARIANTS = {"plain": dict(), "conditional-resnet-fused": dict(g_architecture="resnet", label_size=3, fused_modconv=True)}
+VARIANTS = {"plain": dict(),
+            "conditional-resnet-fused": dict(g_architecture="resnet", label_size=3, fused_modconv=True)}
 
 
 @pytest.mark.slow
@@ -178,6 +179,10 @@ for kimg in ("0.012", "0.02"):
 code = cli.run("tf3dstylegan.commands.generate", ["generate.py", "--network", out + "/runs/00000-2mm-fd16",
                                                  "--seeds", "0-1", "--outdir", out + "/generated"])
 assert code == 0
+code = cli.run("tf3dstylegan.commands.project", ["project.py", "--network", out + "/runs/00000-2mm-fd16",
+                                               "--target", out + "/generated/seed0000.nii.gz", "--steps", "3",
+                                               "--outdir", out + "/projected"])
+assert code == 0
 print("RESULT{}")
 """
 TINY_FLAGS = ("--cfg 2mm-fd16 --override base_size=[2,2,3] --override resolution_log2=3 --override fmap_min=4 "
@@ -186,7 +191,7 @@ TINY_FLAGS = ("--cfg 2mm-fd16 --override base_size=[2,2,3] --override resolution
 
 
 @pytest.mark.slow
-def test_train_resume_and_generate_on_jax_without_tensorflow(tmp_path):
+def test_train_resume_generate_and_project_on_jax_without_tensorflow(tmp_path):
     _, stdout = run_on("jax", TRAIN, tmp_path, TINY_FLAGS)
     run = tmp_path / "runs" / "00000-2mm-fd16"
     assert "resuming from step 3" in stdout and "JAX on one cpu device" in stdout, stdout[-2000:]
@@ -195,6 +200,8 @@ def test_train_resume_and_generate_on_jax_without_tensorflow(tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5] and all(np.isfinite(r["loss/G"]) for r in records)
     assert json.loads((run / "training_options.json").read_text())["backend"] == "jax"
     assert len(list((tmp_path / "generated").glob("seed*.nii.gz"))) == 2
+    with np.load(tmp_path / "projected" / "projected_w.npz") as projected:
+        assert np.isfinite(projected["w"]).all()
     # A JAX run folder reads on TensorFlow too (portable checkpoints).
     from tf3dstylegan import load_network
     nets = load_network(run)

@@ -128,6 +128,7 @@ def test_sweep_varies_only_the_covariate(G):
         gen.sweep(G, [0], "age", ages, "age=60,sex=M")
 
 
+@pytest.mark.slow
 def test_style_mix_and_interpolation_under_a_condition(G):
     old, young = labels_of(age=85, sex="F"), labels_of(age=55, sex="F")
     ends = gen.generate_volumes(G, [3, 8, 3], labels=np.stack([old, young, young]))
@@ -148,6 +149,7 @@ def test_keras_round_trip_keeps_the_encoding(G, saved):
                                gen.generate_volumes(G, [4], labels=label), atol=TOL)
 
 
+@pytest.mark.slow
 def test_sweep_command_writes_volumes_grids_and_json(G, saved, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run_generate(capsys, "--network", saved / "cond.keras", "--seeds", "0-1", "--sweep",
@@ -172,6 +174,7 @@ def test_sweep_command_writes_volumes_grids_and_json(G, saved, tmp_path, capsys)
         "sweep-seed0002-sex-F.nii.gz", "sweep-seed0002-sex-M.nii.gz"]
 
 
+@pytest.mark.slow
 def test_cond_and_cond_vector_commands(G, saved, tmp_path, capsys):
     code, err = run_generate(capsys, "--network", saved / "cond.keras", "--seeds", "1", "--cond", "sex=M,age=61",
                              "--interp", "1,2", "--frames", "2", "--outdir", tmp_path / "a")

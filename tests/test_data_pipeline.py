@@ -54,6 +54,7 @@ def test_repeating_batches_are_full_and_static(records):
     assert -1.0 <= float(tf.reduce_min(first[0])) and float(tf.reduce_max(first[0])) <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cache_mb", [0, 1024])
 def test_shuffle_is_seeded_and_covers_each_epoch(records, volumes, cache_mb):
     def order(seed):

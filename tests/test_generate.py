@@ -62,6 +62,7 @@ def test_seed_ranges_are_not_expanded():
         gen.parse_int_list("4294967296")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise_mode", ["const", "random", "none"])
 def test_same_seed_same_volume_and_seeds_differ(G, noise_mode):
     a = gen.generate_volumes(G, [3, 4], psi=0.7, noise_mode=noise_mode)
@@ -73,6 +74,7 @@ def test_same_seed_same_volume_and_seeds_differ(G, noise_mode):
     assert max_diff(a[0], a[1]) > 0.05
 
 
+@pytest.mark.slow
 def test_noise_modes_differ_and_random_noise_follows_seed(G):
     const, random, none = (gen.generate_volumes(G, [3], noise_mode=m) for m in ("const", "random", "none"))
     assert min(max_diff(const, random), max_diff(const, none), max_diff(random, none)) > 0.01
@@ -137,6 +139,7 @@ def test_slerp_keeps_norm_and_endpoints():
     assert np.linalg.norm((a + b) / 2) < np.linalg.norm(a) - 0.5  # what linear interpolation would do
 
 
+@pytest.mark.slow
 def test_writers(G, tmp_path):
     seeds = [0, 1, 2]
     volumes = gen.generate_volumes(G, seeds)

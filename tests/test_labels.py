@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tf3dstylegan.data import (DataError, LabelEncoding, create_from_images3d, dataset_info, make_dataset,
                                read_labels)
-from tf3dstylegan.data.labels import labels_path, write_labels
+from tf3dstylegan.data.labels import labels_path, parse_encoding, write_labels
 from tf3dstylegan.data.records import RecordWriter, read_volumes
 from tf3dstylegan.data.table import file_stem, match_files, read_table
 
@@ -93,6 +93,20 @@ def test_labels_file_is_the_originals_npy(tmp_path):
     np.testing.assert_array_equal(read_labels(original)[1], labels)
 
 
+def test_labels_are_read_once_while_their_files_are_unchanged(tmp_path):
+    encoding = LabelEncoding.from_table(ages_table(tmp_path / "p.tsv", 4))
+    folder = tmp_path / "records"
+    folder.mkdir()
+    write_labels(folder, encoding.samples, encoding)
+    first, second = read_labels(folder), read_labels(folder)
+    assert first[0] is second[0] and first[1] is second[1]  # one parse serves training, pipeline and checks
+    assert not first[1].flags.writeable  # so that no caller can change another's copy
+    write_labels(folder, encoding.samples[::-1] * 2, encoding)  # rewritten: read again
+    np.testing.assert_array_equal(read_labels(folder)[1], encoding.samples[::-1] * 2)
+    text = json.dumps(encoding.to_json())
+    assert parse_encoding(text) is parse_encoding(text) == LabelEncoding.from_json(json.loads(text))
+
+
 def test_create_writes_labels_in_record_order(tmp_path):
     volumes = make_subjects(tmp_path / "in", 7)
     table = ages_table(tmp_path / "in" / "participants.tsv", 8)  # inside INDIR: not taken for a volume
@@ -138,6 +152,7 @@ def assert_aligned(batches):
     return count
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mirror", [False, True])
 def test_batches_carry_their_own_labels_through_shuffling(labelled, mirror):
     dataset = make_dataset(labelled, 4, seed=3, mirror_augment=mirror, with_labels=True)

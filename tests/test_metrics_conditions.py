@@ -260,6 +260,7 @@ def test_conditional_network_needs_labelled_data(networks, tmp_path, capsys):
     assert code == 2 and len(err) == 1 and f"{folder}: has no labels" in err[0], err
 
 
+@pytest.mark.slow
 def test_command_by_sex_with_effect(networks, records, tmp_path, capsys):
     out = tmp_path / "m.json"
     code, stdout, err = run(["--network", networks / "cond.keras", "--data", records, "--metrics", "bmmd2,msssim",

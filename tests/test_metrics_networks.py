@@ -42,6 +42,7 @@ def random_deepbet_weights(rng):
     return w
 
 
+@pytest.mark.slow
 def test_deepbet_encoder_shape_and_intensity_scale_invariance():
     rng = np.random.default_rng(1)
     encoder = deepbet.DeepbetFeatures(random_deepbet_weights(rng))

@@ -2,6 +2,7 @@
 import shutil
 
 import numpy as np
+import pytest
 
 from test_metrics_command import write_records
 from test_metrics_runner import StandInG, StubExtractors, real_volumes
@@ -28,7 +29,7 @@ class CountingExtractors(StubExtractors):
 
 def evaluate(data, cache, extractors=None, **overrides):
     extractors = extractors or CountingExtractors()
-    results = runner.compute_metrics(StandInG(), data, extractors=extractors, cache_reals=cache is not None,
+    results = runner.evaluate(StandInG(), data, extractors=extractors, cache_reals=cache is not None,
                                      cache_dir=cache, **{**REQUEST, **overrides})
     return results, extractors
 
@@ -48,6 +49,7 @@ def test_cached_reals_give_identical_results_and_are_computed_once(tmp_path):
     assert not list((cache / real_cache.FOLDER).glob(".*"))  # no temporary file left
 
 
+@pytest.mark.slow
 def test_changed_records_request_or_networks_never_read_a_stale_entry(tmp_path):
     data, cache = write_records(tmp_path / "reals", (real_volumes(16)[..., 0] + 1) / 2), tmp_path / "cache"
     evaluate(data, cache)

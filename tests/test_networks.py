@@ -142,6 +142,7 @@ def test_noise_layers_of_earlier_files_still_load():
     assert layer.use_noise is False and layer.get_config()["use_noise"] is False
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_first_order_gradients():
     tiny = dict(TINY, resolution_log2=4, g_architecture="resnet")
     G, D = tf3dstylegan.build_networks("2mm-fd16", **tiny)
@@ -176,7 +177,7 @@ def test_style_index_layout_is_one_consistent_map(res):
     assert to_image_style_index(res) == num_ws - 1           # the output layer uses the last style
     assert [style_layer_level(j) for j in convs] == [2] + [r for r in range(3, res + 1) for _ in range(2)]
     if res == 4:
-        G = build_generator({"resolution_log2": res, "base_size": [1, 1, 1], "fmap_min": 8, "fmap_max": 8, "latent_size": 8,
-                             "dlatent_size": 8, "mapping_layers": 1})
+        G = build_generator({"resolution_log2": res, "base_size": [1, 1, 1], "fmap_min": 8, "fmap_max": 8,
+                             "latent_size": 8, "dlatent_size": 8, "mapping_layers": 1})
         for j, layer in enumerate(G.synthesis.style_layers):
             assert layer.name.startswith(level_name((1, 1, 1), style_layer_level(j)) + "_conv")

@@ -166,6 +166,7 @@ def _assert_all_close(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("noise_batch", [1, 2])
 def test_fused_modulated_layer_gradients_match_autodiff(rng, noise_batch):
     """Modulated conv (input kept, not x * s) + demodulation + noise + bias + lrelu (output kept) against

@@ -52,6 +52,7 @@ def inputs(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_prepare_outputs_report_and_resume(inputs, tmp_path):
     out = tmp_path / "prepared"
     summary = prepare_folder(out, inputs, **FAST)

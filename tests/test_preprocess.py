@@ -16,7 +16,7 @@ from tf3dstylegan.preprocess import linknet, qc, scans, skullstrip, synthetic, t
 def tiny():
     """The tiny LinkNet3d (channels 4-8-12-16) read from its TorchScript file, and torch's outputs."""
     with np.load(DATA / "deepbet_tiny_outputs.npz") as f:
-        return weights.load_weights("deepbet", DATA / "deepbet_tiny.pt"), dict(f)
+        return weights.read_network_weights("deepbet", DATA / "deepbet_tiny.pt"), dict(f)
 
 
 def tiny_input():  # tests/data/deepbet_reference.py: INPUT_SEED 0, INPUT_SHAPE (64, 32, 64)
@@ -73,6 +73,7 @@ class ThresholdNetwork:
         return np.concatenate([1 - brain, brain], axis=-1)
 
 
+@pytest.mark.slow
 def test_stripper_pipeline_box_largest_component_and_holes():
     grid = np.indices((60, 70, 50)).astype(np.float32)
     brain = ((grid[0] - 30) / 18) ** 2 + ((grid[1] - 38) / 22) ** 2 + ((grid[2] - 24) / 15) ** 2 < 1

@@ -50,6 +50,7 @@ def test_a_condition_too_far_for_a_label_names_the_flag(tmp_path, networks, caps
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_condition_outside_the_training_data_is_warned_about(tmp_path, networks, capsys):
     """N29: --cond age=1e30 (training ages 55-85) wrote a volume without a word."""
     code, out, err = run("generate", capsys, "--network", networks / "cond.keras", "--outdir", tmp_path / "o",
@@ -104,6 +105,7 @@ def raw_scan(path, high=978.0, touch=False):
     return scan(path, volume)
 
 
+@pytest.mark.slow
 def test_project_normalises_like_the_training_data(tmp_path, networks, capsys):
     code, out, err = run("project", capsys, "--network", networks / "pct.keras", "--target",
                          raw_scan(tmp_path / "t.nii"), "--outdir", tmp_path / "p", "--steps", "1")
@@ -113,6 +115,7 @@ def test_project_normalises_like_the_training_data(tmp_path, networks, capsys):
     assert target.max() == pytest.approx(1.0) and np.mean(target == 1.0) < 0.2  # not the clipped all-white target
 
 
+@pytest.mark.slow
 def test_project_refuses_a_nearly_all_clipped_target_and_warns_below(tmp_path, networks, capsys):
     """The probe's raw scan with --normalize none: 83% white and SSIM 0.40, without a word."""
     white = scan(tmp_path / "white.nii", np.full((4, 4, 4), 978.0) * np.linspace(0.5, 1, 4))
@@ -129,6 +132,7 @@ def test_project_refuses_a_nearly_all_clipped_target_and_warns_below(tmp_path, n
     assert f"warning: {tmp_path / 'some.nii'}: --normalize none clipped 3.1% of its voxels to 0 or 1" in out[0]
 
 
+@pytest.mark.slow
 def test_project_warns_when_the_brain_touches_a_face(tmp_path, networks, capsys):
     code, out, err = run("project", capsys, "--network", networks / "pct.keras", "--target",
                          raw_scan(tmp_path / "t.nii", touch=True), "--outdir", tmp_path / "p", "--steps", "1")

@@ -37,17 +37,25 @@ EXAMPLES = {
     'python -m pytest -q -m "not slow"': ("ci", None),
     "pip install tensorboard": ("ci", None),
     "python -m tf3dstylegan NAME": ("pattern", None),
+    # An install without TensorFlow: what tests/test_backends.py runs under (TensorFlow's import blocked).
+    "pip install --no-deps -e . && pip install keras jax numpy scipy nibabel absl-py google-crc32c nilearn SimpleITK":
+        ("pattern", None),
     # README order: the demo run first, as a new user does; later examples use its run folder.
     "python train.py": ("run", ["--kimg", "0.016"]),
     "python -m tf3dstylegan convert tests/data/tf1-2mm-fd16/network.pkl out/converted/": ("run", []),
     "python dataset_tool.py create-from-images3d OUTDIR INDIR --base_size 5,6,7": ("run", []),
     "python dataset_tool.py create-from-images3d OUTDIR INDIR --voxel_size 2 --shape 80,96,112 "
     "--normalize percentile --workers 4 --skip_bad --labels participants.tsv": ("run", []),
+    # The form of prepare's command line (its runs are tests/test_prepare.py's: they need the deepbet weights).
+    "python dataset_tool.py prepare OUTDIR INDIR [--voxel_size 2|1] [--shape X,Y,Z] [--workers 2] [--skip_bad] "
+    "[--records [--labels participants.tsv]] [--no_bias_correction] [--skull_strip deepbet|none] "
+    "[--register affine|none]": ("pattern", None),
+    "dataset_tool.py prepare": ("pattern", None),
     "python dataset_tool.py split INDIR --valid_fraction 0.1 --seed 0": ("run", []),
     "python dataset_tool.py info OUTDIR --verify": ("run", []),
     "python dataset_tool.py demo [--voxel_size 1] [--labels]": ("run", []),
     "python dataset_tool.py demo --labels": ("run", []),
-    "python bench/bench_input_pipeline.py --step_time 0.5": ("flags", None),
+    "python bench/bench_input_pipeline.py --pipeline numpy --step_time 0.5": ("flags", None),
     "python train.py --cfg 2mm-fd16 --kimg 1": ("run", ["--kimg", "0.004"]),
     "python train.py --cfg 2mm-fd96 --data /path/to/records --gpus 4": ("refused", "--gpus 4 asked for"),
     "python train.py --labels": ("run", ["--kimg", "0.016"]),

@@ -64,6 +64,7 @@ def test_slabs_give_the_same_volumes(g_architecture, fused):
             np.testing.assert_allclose(sliced, whole, atol=1e-5 * np.abs(whole).max(), err_msg=f"{mode} {slab_size}")
 
 
+@pytest.mark.slow
 def test_slabs_inside_tf_function_with_random_noise_and_without_noise():
     G = expressive_generator(no_noise=True)
     z = tf.random.normal([3, 8])
@@ -74,6 +75,7 @@ def test_slabs_inside_tf_function_with_random_noise_and_without_noise():
     assert np.abs(a - b).max() > 1e-3 and np.all(np.isfinite(a))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", [False, True])
 def test_slabs_give_the_same_gradients(checkpoint):
     G = expressive_generator(g_architecture="resnet")
@@ -88,6 +90,7 @@ def test_slabs_give_the_same_gradients(checkpoint):
         np.testing.assert_allclose(sliced.numpy(), whole.numpy(), atol=1e-5 * np.abs(whole.numpy()).max())
 
 
+@pytest.mark.slow
 def test_slab_size_is_configured_saved_and_checked(tmp_path):
     G = build_generator("2mm-fd16", slab_size=4, **TINY)
     assert G.synthesis.slab_size == 4 and G.get_config()["slab_size"] == 4

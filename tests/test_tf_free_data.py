@@ -48,6 +48,7 @@ def nifti_inputs(folder, n=4):
     return volumes
 
 
+@pytest.mark.slow
 def test_records_batches_events_split_and_info_run_without_tensorflow(tmp_path):
     volumes = np.random.default_rng(1).random((5, 12, 16, 20), dtype=np.float32)
     np.save(tmp_path / "volumes.npy", volumes)

@@ -64,7 +64,7 @@ def test_lazy_regularisation_adjusts_adam_and_ema_half_life():
     np.testing.assert_allclose(float(plain.learning_rate), 0.002, rtol=1e-6)
     loss_scaled = optimizers.make_optimizer(0.002, 0, 0.99, 1e-8, 4, "mixed_float16")
     assert isinstance(loss_scaled, keras.optimizers.LossScaleOptimizer)
-    np.testing.assert_allclose(optimizers.ema_beta(8, 10.0), 0.999446, atol=1e-6)  # docs/original-code.md: mb 8 -> 0.999446
+    np.testing.assert_allclose(optimizers.ema_beta(8, 10.0), 0.999446, atol=1e-6)  # original: mb 8 -> 0.999446
 
 
 def tiny_config(**overrides):

@@ -5,13 +5,12 @@ tf3dstylegan.data.labels.LabelEncoding in `config.label_encoding`; one imported 
 none ("") and takes only raw label vectors. Every function raises ValueError with one line saying what is
 wrong; the commands add the flag's name.
 """
-import json
 import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from tf3dstylegan.data.labels import LabelEncoding
+from tf3dstylegan.data.labels import LabelEncoding, parse_encoding
 from tf3dstylegan.data.table import CONTINUOUS
 
 MAX_SWEEP_VALUES = 1000
@@ -22,7 +21,7 @@ def label_encoding(G) -> Optional[LabelEncoding]:
     cfg = getattr(G, "config", G)
     if not cfg.label_encoding:
         return None
-    return LabelEncoding.from_json(json.loads(cfg.label_encoding))
+    return parse_encoding(cfg.label_encoding)
 
 
 def describe(G) -> str:

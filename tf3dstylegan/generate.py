@@ -108,6 +108,16 @@ def compiled_synthesis(G, noise_mode="const", slab_size=None):
     return synthesize_batch
 
 
+def sampler(G, psi=1.0, noise_mode="const"):
+    """(z [b, latent_size], labels [b, L] or None) -> volumes [b, X, Y, Z, C] as NumPy: the mapping, truncation and
+    compiled synthesis of a Generator; any other object with a Generator's call interface is called as it is."""
+    if not isinstance(G, keras.Model):
+        return lambda z, labels=None: np.asarray(G(z, truncation_psi=psi, noise_mode=noise_mode,
+                                                   **({} if labels is None else {"labels": labels})), np.float32)
+    synthesize_batch = compiled_synthesis(G, noise_mode)
+    return lambda z, labels=None: synthesize_batch(to_numpy(G.truncate(G.mapping(z, labels), psi)))
+
+
 def synthesize(G, ws, noise_mode="const", noise=None, batch_size=4, slab_size=None):
     """ws [N, num_ws, dlatent_size] (+ optional noise maps [N, x, y, z, 1] per layer) -> volumes [N, X, Y, Z, C]."""
     run = compiled_synthesis(G, noise_mode, slab_size)
@@ -157,8 +167,8 @@ def style_mix(G, row_seeds, col_seeds, col_styles, psi=1.0, noise_mode="const", 
     default: labels when that is one [L] vector)."""
     col_styles = check_styles(G, col_styles)
     col_labels = labels if col_labels is None and np.ndim(labels) < 2 else col_labels
-    rows, cols = (generate_volumes(G, s, psi, noise_mode, cutoff, batch_size, slab_size, l)
-                  for s, l in ((row_seeds, labels), (col_seeds, col_labels)))
+    rows, cols = (generate_volumes(G, s, psi, noise_mode, cutoff, batch_size, slab_size, lab)
+                  for s, lab in ((row_seeds, labels), (col_seeds, col_labels)))
     row_ws, col_ws = seed_styles(G, row_seeds, psi, cutoff, labels), seed_styles(G, col_seeds, psi, cutoff, col_labels)
     mixed_ws = np.repeat(row_ws[:, np.newaxis], len(col_seeds), axis=1)           # [R, C, num_ws, dlatent_size]
     mixed_ws[:, :, col_styles] = col_ws[np.newaxis][:, :, col_styles]

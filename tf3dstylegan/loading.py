@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 from tf3dstylegan.config import load_config, load_model_config
-from tf3dstylegan.data.labels import LabelEncoding
-from tf3dstylegan.legacy import LegacyFormatError, convert_legacy
+from tf3dstylegan.data.labels import parse_encoding
+from tf3dstylegan.legacy import convert_legacy
 from tf3dstylegan.networks.loaded import LoadedNetworks
 
 KERAS_WEIGHTS = "model.weights.h5"
@@ -20,7 +20,7 @@ KERAS_CONFIG = "config.json"
 MAX_CONFIG_BYTES = 10 * 2 ** 20
 
 
-class NetworkFileError(LegacyFormatError):
+class NetworkFileError(ValueError):
     """A file or folder that does not hold loadable networks."""
 
 
@@ -51,7 +51,7 @@ def _claimed_config(path, archive):
             raise ValueError(f"its model config is a {type(claimed).__name__}, not the config itself")
         cfg = load_model_config(claimed)
         if cfg.label_encoding:  # checked here, so that a bad one is named with the file
-            LabelEncoding.from_json(json.loads(cfg.label_encoding))
+            parse_encoding(cfg.label_encoding)
         return description.get("class_name"), cfg
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise NetworkFileError(f"{path}: not a tf3dstylegan network ({_first_line(err)})") from None

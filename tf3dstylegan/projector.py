@@ -7,7 +7,10 @@ its 8x8x8 block means, noise maps re-normalised to zero mean / unit std after ev
 regulariser (built but never added by the original) is added with weight 1e5; W+ is optional; a volume whose
 axes are not multiples of 8 gets partial edge blocks (the mean of the voxels they hold). A conditional
 generator projects under a known condition: `labels` [L] enter the mapping network for the w statistics
-(the starting w and the perturbation's scale); the optimised w then carries the condition.
+(the starting w and the perturbation's scale); the optimised w then carries the condition. space="z" optimises
+the mapping network's input z instead (kept on the sphere of radius sqrt(latent_size) that the mapping's
+normalisation sees, so that the condition keeps its trained weight against z), starting from the sampled latent
+whose w is nearest the condition's mean w: the projection can then be re-mapped under another condition.
 """
 import dataclasses
 from typing import Callable, List, Optional
@@ -28,6 +31,7 @@ INITIAL_NOISE_FACTOR, NOISE_RAMP = 0.05, 0.75
 NOISE_REG_WEIGHT = 1e5
 W_AVG_SAMPLES, W_AVG_SEED = 10000, 123
 DOWNSAMPLE = 8
+SPACES = ("w", "z")
 
 
 @dataclasses.dataclass
@@ -38,6 +42,7 @@ class Projection:
     reconstruction: np.ndarray    # [X, Y, Z, C] in [-1, 1]
     losses: np.ndarray            # [num_steps] total loss of each step
     labels: Optional[np.ndarray] = None  # [L] the condition projected under (conditional generators)
+    z: Optional[np.ndarray] = None       # [1, latent_size] the projected latent (space "z"; w is its mapping)
 
 
 class ProjectionSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -61,17 +66,34 @@ def w_noise_scale(t, w_std, factor=INITIAL_NOISE_FACTOR, ramp=NOISE_RAMP):
     return w_std * factor * max(0.0, 1.0 - t / ramp) ** 2
 
 
+def sample_latents(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED):
+    """The latents [num_samples, latent_size] of the w statistics: RandomState(seed) normals."""
+    return np.random.RandomState(seed).randn(num_samples, G.latent_size).astype(np.float32)
+
+
+def mapped_samples(G, z, labels=None, batch_size=1000):
+    """First-layer ws [N, dlatent_size] (float64) of latents z [N, latent_size] under labels [L] (conditional G)."""
+    condition = batch_labels(G, labels, 1)                                            # [1, L] or None
+    chunks = [z[i:i + batch_size] for i in range(0, len(z), batch_size)]
+    return np.concatenate([ops.convert_to_numpy(G.mapping(
+        chunk, None if condition is None else np.repeat(condition, len(chunk), axis=0)))[:, 0]
+        for chunk in chunks]).astype(np.float64)
+
+
 def w_statistics(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED, batch_size=1000, labels=None):
     """(w_avg [dlatent_size], w_std scalar) of num_samples mapped RandomState(seed) latents (first style layer), under
     the condition labels [L] when G is conditional."""
-    z = np.random.RandomState(seed).randn(num_samples, G.latent_size).astype(np.float32)
-    condition = batch_labels(G, labels, 1)                                            # [1, L] or None
-    chunks = [z[i:i + batch_size] for i in range(0, num_samples, batch_size)]
-    w = np.concatenate([G.mapping(chunk, None if condition is None else np.repeat(condition, len(chunk), axis=0))
-                        [:, 0] for chunk in chunks]).astype(np.float64)             # [N, dlatent_size]
+    w = mapped_samples(G, sample_latents(G, num_samples, seed), labels, batch_size)   # [N, dlatent_size]
     w_avg = w.mean(axis=0)
     w_std = np.sqrt(np.sum((w - w_avg) ** 2) / num_samples)
     return w_avg.astype(np.float32), float(w_std)
+
+
+def central_latent(G, num_samples=W_AVG_SAMPLES, seed=W_AVG_SEED, labels=None):
+    """The sample latent [1, latent_size] whose w (under labels) is nearest the samples' mean w: Z's start."""
+    z = sample_latents(G, num_samples, seed)
+    w = mapped_samples(G, z, labels)
+    return z[np.argmin(np.sum((w - w.mean(axis=0)) ** 2, axis=1))][np.newaxis]
 
 
 def block_mean(x, factor=DOWNSAMPLE):
@@ -119,49 +141,83 @@ def check_target(G, target):
 
 
 def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NOISE_REG_WEIGHT,
-            w_avg_samples=W_AVG_SAMPLES, on_step: Optional[Callable] = None, labels=None) -> Projection:
-    """Fit w (W, or W+ with w_plus) and the noise maps so that G.synthesis reproduces target ([-1, 1]).
+            w_avg_samples=W_AVG_SAMPLES, on_step: Optional[Callable] = None, labels=None, space="w") -> Projection:
+    """Fit w (W, or W+ with w_plus; or z with space="z") and the noise maps so that G.synthesis reproduces target
+    ([-1, 1]).
 
     labels: the target's condition [L] (required by a conditional G). on_step(step, num_steps, loss) is
     called after every step (progress display)."""
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+    if space == "z" and w_plus:
+        raise ValueError("W+ is a space of ws: project in space 'w' with w_plus, or in space 'z' without it")
     condition = batch_labels(G, labels, 1)                                            # [1, L] or None
+    label = None if condition is None else condition[0]
     target = ops.convert_to_tensor(check_target(G, target))
     target_big = (target + 1.0) * 127.5                                  # [1, X, Y, Z, C]
     target_small = block_mean(target_big)
-    w_avg, w_std = w_statistics(G, w_avg_samples, labels=None if condition is None else condition[0])
+    w_avg, w_std = w_statistics(G, w_avg_samples, labels=label)
     num_w = G.num_ws if w_plus else 1
-    w_var = keras.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")     # [1, num_w, dlatent_size]
+    if space == "z":
+        latent = keras.Variable(_on_sphere(central_latent(G, w_avg_samples, labels=label)), name="z")  # [1, latent]
+        latent_std = 1.0
+        mapping_labels = None if condition is None else ops.convert_to_tensor(condition)
+
+        def styles(z):
+            return G.mapping(z, mapping_labels)                          # [1, num_ws, dlatent_size]
+    else:
+        latent = keras.Variable(np.tile(w_avg, [1, num_w, 1]), name="w")  # [1, num_w, dlatent_size]
+        latent_std = w_std
+
+        def styles(w):
+            return ops.tile(w, (1, G.num_ws // num_w, 1))
     rng = np.random.RandomState(seed)
     noise_vars = [keras.Variable(_normalized(rng.randn(*shape)), name=f"noise{i}")
                   for i, shape in enumerate(G.synthesis.noise_shapes)]
     w_rng = np.random.default_rng([seed, 1])  # the w perturbation's own stream
     optimizer = keras.optimizers.Adam(learning_rate=ProjectionSchedule(num_steps), beta_1=0.9, beta_2=0.999,
                                       epsilon=1e-8)
-    trainables = [w_var] + noise_vars
+    trainables = [latent] + noise_vars
     optimizer.build(trainables)
 
-    def synth(w):
-        return G.synthesis(ops.tile(w, (1, G.num_ws // num_w, 1)), noise_mode="const", noise=noise_vars)
+    def synth(value):
+        return G.synthesis(styles(value), noise_mode="const", noise=noise_vars)
 
-    def loss(w_noise):
-        images = (synth(w_var + w_noise) + 1.0) * 127.5
+    def loss(perturbation):
+        images = (synth(latent + perturbation) + 1.0) * 127.5
         return (ops.mean(ops.square(images - target_big)) + ops.mean(ops.square(block_mean(images) - target_small))
                 + noise_reg_weight * noise_regularizer(noise_vars))
 
     step = backend.minimizer(loss, trainables, optimizer, models=[G])
     normalize = backend.compiled(lambda *maps: [_standardized(m) for m in maps])
+    to_sphere = backend.compiled(_sphere_projection)
     losses = np.zeros(num_steps, np.float32)
     for i in range(num_steps):
-        w_noise = w_rng.standard_normal(w_var.shape).astype(np.float32) * w_noise_scale(i / num_steps, w_std)
-        losses[i] = float(ops.convert_to_numpy(step(ops.convert_to_tensor(w_noise))))
+        perturbation = w_rng.standard_normal(latent.shape).astype(np.float32) * w_noise_scale(i / num_steps,
+                                                                                              latent_std)
+        losses[i] = float(ops.convert_to_numpy(step(ops.convert_to_tensor(perturbation))))
         for v, value in zip(noise_vars, normalize(*[v.value for v in noise_vars]), strict=True):
             v.assign(value)
+        if space == "z":
+            latent.assign(to_sphere(latent.value))
         if on_step is not None:
             on_step(i + 1, num_steps, float(losses[i]))
-    w = np.tile(ops.convert_to_numpy(w_var), [1, G.num_ws // num_w, 1])
-    reconstruction = ops.convert_to_numpy(backend.compiled(synth, models=[G])(w_var.value))[0]
+    value = ops.convert_to_numpy(latent)
+    w = ops.convert_to_numpy(backend.compiled(styles, models=[G])(latent.value))
+    reconstruction = ops.convert_to_numpy(backend.compiled(synth, models=[G])(latent.value))[0]
     return Projection(w=w, noises=[ops.convert_to_numpy(v) for v in noise_vars], reconstruction=reconstruction,
-                      losses=losses, labels=None if condition is None else condition[0])
+                      losses=losses, labels=label, z=value if space == "z" else None)
+
+
+def _sphere_projection(z):
+    """Latents [B, latent_size] scaled onto the sphere of radius sqrt(latent_size)."""
+    return z * ops.rsqrt(ops.mean(ops.square(z), axis=1, keepdims=True))
+
+
+def _on_sphere(z):
+    """A NumPy latent [B, latent_size] on the sphere of radius sqrt(latent_size) (float32)."""
+    z = np.asarray(z, np.float64)
+    return (z / np.sqrt(np.mean(np.square(z), axis=1, keepdims=True))).astype(np.float32)
 
 
 def _standardized(noise):

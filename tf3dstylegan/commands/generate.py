@@ -4,20 +4,25 @@
   {prog} --network PATH --row_seeds 1,2 --col_seeds 3-5 --col_styles 5-9 --outdir out/
   {prog} --network PATH --interp 0,1 [--frames 10] [--space w|z] --outdir out/
   {prog} --network PATH --seeds 0-3 --sweep age=50:90:9 [--cond sex=F] --outdir out/
+  {prog} --network PATH --projected proj/projected_w.npz --sweep age=50:90:5 [--cond sex=F] --outdir out/
 
 --network takes an original .pkl, a .keras file or a training run folder (its G_ema). A conditional network
 needs its condition: --cond age=72,sex=F (covariates by name, encoded as in training) or --cond_vector 0.1,0,1
 (the raw label vector, for networks without saved covariate names); it applies to every volume, both ends of
 an interpolation and both seeds of a style mix. --sweep varies one covariate (start:stop:count, both ends
 included, or a list of values or categories) with everything else fixed: a row of volumes per seed, written
-as sweep-seed<seed>-<name>-<value>.nii.gz, sweep_<plane>.png and sweep.json. Files of an earlier run in
---outdir are not replaced unless --overwrite is given.
+as sweep-seed<seed>-<name>-<value>.nii.gz, sweep_<plane>.png and sweep.json. --projected re-synthesises a
+projected scan (project.py) under other covariates (--cond: the ones to change; --sweep; the rest keep the
+projection's own values): counterfactual-<name>-<value>.nii.gz, difference-<name>-<value>.nii.gz (against the
+projection's own condition), counterfactual.png, difference.png and counterfactual.json. Files of an earlier run
+in --outdir are not replaced unless --overwrite is given.
 """
 import math
 
 from absl import flags
 
 from tf3dstylegan.cli import CommandError, flag_error
+from tf3dstylegan.commands import counterfactual
 
 
 MAX_PSI = 2.0  # |psi| beyond this extrapolates w more than twice its distance from the average: nothing trained
@@ -52,6 +57,7 @@ def define_flags(fv):
     define_condition_flags(fv)
     flags.DEFINE_string("sweep", None, "Covariate sweep over --seeds: name=start:stop:count (e.g. age=50:90:9), "
                         "name=v1,v2,... or a categorical name=A,B; the other covariates from --cond.", flag_values=fv)
+    counterfactual.define_flags(fv)
 
 
 def define_condition_flags(fv):
@@ -128,10 +134,11 @@ def check_flags(fv):
     """Every flag checked before any work: returns the parsed seed lists."""
     if args_missing := [n for n in ("network", "outdir") if not fv[n].value]:
         raise flag_error(args_missing[0], "required")
-    if not (fv.seeds or fv.interp or fv.row_seeds or fv.col_seeds):
-        raise CommandError("nothing to do: give --seeds, --row_seeds/--col_seeds or --interp")
+    if not (fv.seeds or fv.interp or fv.row_seeds or fv.col_seeds or fv.projected):
+        raise CommandError("nothing to do: give --seeds, --row_seeds/--col_seeds, --interp or --projected")
     check_condition_flags(fv)
-    if fv.sweep is not None and not fv.seeds:
+    counterfactual.check_flags(fv)
+    if fv.sweep is not None and not (fv.seeds or fv.projected):
         raise flag_error("sweep", "needs --seeds (one row of volumes per seed)")
     if fv.sweep is not None and (fv.interp or fv.row_seeds or fv.col_seeds):
         raise flag_error("sweep", "runs with --seeds alone: give style mixing or interpolation in another run")
@@ -172,6 +179,8 @@ def main(fv, args):
     opts = dict(psi=fv.trunc, noise_mode=fv.noise_mode, cutoff=fv.trunc_cutoff, batch_size=fv.batch_size,
                 slab_size=fv.slab_size)
     voxel_size = G.config.voxel_size
+    if fv.projected:
+        return counterfactual.run(G, fv)
     if fv.sweep is not None:
         return run_sweep(G, fv, parsed["seeds"], opts)
     labels = condition_labels(G, fv)

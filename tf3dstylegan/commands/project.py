@@ -1,10 +1,12 @@
 """Project a scan into a generator's latent space: find W (or W+) and the noise maps that reproduce it.
 
-  {prog} --network PATH --target scan.nii.gz --outdir proj/ [--steps 1000] [--w_plus] [--cond age=72,sex=F]
+  {prog} --network PATH --target scan.nii.gz --outdir proj/ [--steps 1000] [--w_plus | --space z]
+      [--cond age=72,sex=F]
 
 A conditional network projects under the scan's known condition (--cond by covariate name or --cond_vector,
-as generate). Writes projected_w.npz (w, noise maps, labels), target.nii.gz, reconstruction.nii.gz,
-projection.png and report.json.
+as generate); --space z projects into the mapping network's input instead of W, so that generate.py
+--projected can re-map the scan under another condition. Writes projected_w.npz (w, noise maps, labels, the
+condition, z, the network's fingerprint), target.nii.gz, reconstruction.nii.gz, projection.png and report.json.
 """
 import os
 from pathlib import Path
@@ -21,6 +23,8 @@ def define_flags(fv):
     flags.DEFINE_string("outdir", None, "Output folder.", flag_values=fv)
     flags.DEFINE_integer("steps", 1000, "Optimisation steps.", flag_values=fv)
     flags.DEFINE_boolean("w_plus", False, "Optimise one w per style layer (W+) instead of one w (W).", flag_values=fv)
+    flags.DEFINE_enum("space", "w", ["w", "z"], "Optimise w (W, or W+ with --w_plus) or the mapping network's "
+                      "input z (for counterfactuals by re-mapping: generate.py --projected).", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of the initial noise maps and the w perturbation.", flag_values=fv)
     flags.DEFINE_enum("normalize", None, ["none", "minmax", "percentile"],
                       "Target intensity to [0, 1] as the dataset tool (default: what the network's training data "
@@ -38,6 +42,8 @@ def main(fv, args):
             raise flag_error(name, "required")
     if fv.steps < 1:
         raise flag_error("steps", f"must be >= 1, got {fv.steps}")
+    if fv.space == "z" and fv.w_plus:
+        raise flag_error("w_plus", "W+ is a space of ws: give --w_plus or --space z, not both")
     check_condition_flags(fv)
     if not Path(fv.target).is_file():
         raise flag_error("target", f"{fv.target}: no such file")
@@ -50,8 +56,9 @@ def main(fv, args):
     import numpy as np
     import tf3dstylegan
     from tf3dstylegan import projector
+    from tf3dstylegan.projections import network_fingerprint, save_projection
     from tf3dstylegan.data.nifti import save_volume
-    from tf3dstylegan.io import atomic_path, preview_grid, progress_bar, to_unit_range, write_json_atomic, write_png
+    from tf3dstylegan.io import preview_grid, progress_bar, to_unit_range, write_json_atomic, write_png
     G = tf3dstylegan.load_network(fv.network).G_ema
     labels = condition_labels(G, fv)
     resample = {"auto": None, "always": True, "never": False}[fv.resample]
@@ -62,13 +69,12 @@ def main(fv, args):
     target = projector.load_target(fv.target, G, normalize=fv.normalize, resample=resample, warn=print)
     progress = progress_bar(fv.steps, stateful_metrics=["loss"])
     result = projector.project(G, target, num_steps=fv.steps, w_plus=fv.w_plus, seed=fv.seed, labels=labels,
+                               space=fv.space,
                                on_step=lambda step, total, loss: progress.update(step, [("loss", loss)]))
     if not (np.all(np.isfinite(result.reconstruction)) and np.all(np.isfinite(result.w))):
         raise CommandError(f"{fv.network}: the projection diverged (non-finite values); nothing written")
     outdir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(outdir / "projected_w.npz") as tmp:
-        extra = {} if labels is None else {"labels": labels}
-        np.savez(tmp, w=result.w, **extra, **{f"noise{i}": n for i, n in enumerate(result.noises)})
+    save_projection(outdir / "projected_w.npz", G, result)
     save_volume(outdir / "target.nii.gz", to_unit_range(target)[..., 0], G.config.voxel_size)
     save_volume(outdir / "reconstruction.nii.gz", to_unit_range(result.reconstruction)[..., 0],
                 G.config.voxel_size)
@@ -76,7 +82,8 @@ def main(fv, args):
     metrics = projector.reconstruction_metrics(target, result.reconstruction)
     metrics["psnr"] = metrics["psnr"] if np.isfinite(metrics["psnr"]) else None  # identical volumes: no PSNR
     write_json_atomic(outdir / "report.json", {
-        "network": str(fv.network), "target": str(fv.target), "steps": fv.steps, "w_plus": fv.w_plus,
+        "network": str(fv.network), "network_fingerprint": network_fingerprint(G), "target": str(fv.target),
+        "steps": fv.steps, "space": fv.space, "w_plus": fv.w_plus,
         "seed": fv.seed, "final_loss": float(result.losses[-1]), **metrics,
         **({} if labels is None else {"condition": fv.cond or fv.cond_vector, "labels": labels.tolist()})})
     print(f"MSE {metrics['mse']:.6g}  PSNR {metrics['psnr'] or float('inf'):.2f} dB  SSIM {metrics['ssim']:.4f} "

@@ -15,6 +15,7 @@ _EXPORTS = {
     "create_from_images3d": "create",
     "RecordWriter": "records",
     "demo_dataset": "demo",
+    "demo_subject": "demo",
     "ventricle_volume": "anatomy",
     "LabelEncoding": "labels",
     "read_labels": "labels",

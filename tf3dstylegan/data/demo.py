@@ -4,7 +4,8 @@ Each subject is the skull-stripped 1 mm template seen through a small random aff
 smooth deformation, with a random gamma, bias field, contrast and noise, on the package's centred
 RAS grid (tf3dstylegan.data.nifti) of 160 x 192 x 224 mm. Subject i depends only on (seed, i).
 The conditional variant gives subject i an age and a sex (subject_covariates) and their known
-effects on anatomy (tf3dstylegan.data.anatomy); its random anatomy is that of unconditional subject i.
+effects on anatomy (tf3dstylegan.data.anatomy); its random anatomy is that of unconditional subject i, and
+demo_subject renders it at any covariates (the ground truth of a counterfactual).
 """
 import functools
 import importlib.resources
@@ -144,6 +145,20 @@ def subject_covariates(seed, index) -> dict:
     return {"age": round(float(rng.uniform(*anatomy.AGE_RANGE)), 1), "sex": anatomy.SEXES[int(rng.integers(2))]}
 
 
+def demo_subject(index, covariates=None, voxel_size=2.0, seed=0) -> np.ndarray:
+    """The ground truth of a counterfactual: subject `index` of the conditional demo with this seed (the records
+    hold indices 0 .. num_subjects - 1; any other index is a subject no model was trained on) rendered at
+    `covariates` ({"age": years, "sex": "F" | "M"}; default its own, subject_covariates(seed, index)): its
+    random anatomy with the covariates' known effects. float32 [X, Y, Z] in [0, 1]; ValueError for bad covariates."""
+    covariates = subject_covariates(seed, index) if covariates is None else dict(covariates)
+    if sorted(covariates) != ["age", "sex"]:
+        raise ValueError(f"demo covariates are age and sex, got {', '.join(sorted(covariates)) or 'none'}")
+    if not np.isfinite(covariates["age"]):
+        raise ValueError(f"age must be a finite number of years, got {covariates['age']!r}")
+    anatomy.head_scale(covariates["sex"])  # ValueError for an unknown sex
+    return make_subject(np.random.default_rng([seed, index]), demo_shape(voxel_size), voxel_size, covariates)
+
+
 def demo_name(voxel_size, num_subjects, seed, conditional=False) -> str:
     kind = f"conditional-v{VERSION}.{CONDITIONAL_VERSION}" if conditional else f"v{VERSION}"
     return f"mni152-demo-{kind}-{voxel_size:g}mm-n{num_subjects}-seed{seed}"
@@ -171,8 +186,8 @@ def build_demo(outdir, voxel_size=2.0, num_subjects=DEFAULT_SUBJECTS, seed=0, na
     covariates = [subject_covariates(seed, i) for i in range(num_subjects)] if conditional else None
     with RecordWriter(outdir, resolution_log2_for_shape(img_shape, BASE_SIZE), name=name) as writer:
         for i in range(num_subjects):
-            volume = make_subject(np.random.default_rng([seed, i]), img_shape, voxel_size,
-                                  None if covariates is None else covariates[i])
+            volume = (make_subject(np.random.default_rng([seed, i]), img_shape, voxel_size) if covariates is None
+                      else demo_subject(i, covariates[i], voxel_size, seed))
             writer.write(volume)
             if write_nifti:
                 save_volume(outdir / "nifti" / f"subject_{i:03d}.nii.gz", volume, voxel_size)

@@ -8,6 +8,7 @@ original 3D-StyleGAN's format (a folder may hold just that file). With shards, r
 (of S) is label row j * S + s: the order the records were written in.
 """
 import dataclasses
+import functools
 import io
 import json
 from pathlib import Path
@@ -234,24 +235,53 @@ def load_labels_file(path) -> np.ndarray:
     return array
 
 
+@functools.lru_cache(maxsize=32)
+def parse_encoding(text: str) -> LabelEncoding:
+    """The LabelEncoding of its JSON text (as ModelConfig.label_encoding holds it), parsed once per text;
+    ValueError when it is not one."""
+    encoding = LabelEncoding.from_json(json.loads(text))
+    if encoding.samples is not None:
+        encoding.samples.setflags(write=False)  # shared between callers
+    return encoding
+
+
+def _file_state(path):
+    """(path, inode, mtime_ns, size) of a file, None when absent: what a cached read depends on."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
 def read_labels(records_dir):
-    """(LabelEncoding or None, float32 [N, label_size] or None) of a records folder: the first
-    `*.labels` file (as the original picks it) and labels.json; the encoding's samples are the labels."""
+    """(LabelEncoding or None, float32 [N, label_size] or None, read-only) of a records folder: the first
+    `*.labels` file (as the original picks it) and labels.json; the encoding's samples are the labels.
+    Read once while the files are unchanged (training, its input pipeline and the dataset checks all ask)."""
     records_dir = Path(records_dir)
     if not records_dir.is_dir():
         return None, None
     found = sorted(p for p in records_dir.glob("*.labels") if not p.name.startswith("."))
-    labels = load_labels_file(found[0]) if found else None
+    labels_state = _file_state(found[0]) if found else None
+    return _read_labels(str(records_dir.resolve()), labels_state, _file_state(records_dir / ENCODING_FILE))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_labels(records_dir, labels_state, encoding_state):
+    records_dir = Path(records_dir)
+    labels = load_labels_file(labels_state[0]) if labels_state else None
+    if labels is not None:
+        labels.setflags(write=False)  # shared between callers
     encoding_file = records_dir / ENCODING_FILE
     if not encoding_file.is_file():
         return None, labels
     if labels is None:
         raise DataError(encoding_file, f"has no labels file beside it (<name>{LABELS_SUFFIX})")
     try:
-        encoding = LabelEncoding.from_json(json.loads(encoding_file.read_text(encoding="utf-8")))
+        encoding = parse_encoding(encoding_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise DataError(encoding_file, str(err)) from None
     if encoding.label_size != labels.shape[1]:
-        raise DataError(encoding_file, f"describes {encoding.label_size} label values, {found[0].name} has "
-                                       f"{labels.shape[1]}")
+        raise DataError(encoding_file, f"describes {encoding.label_size} label values, "
+                                       f"{Path(labels_state[0]).name} has {labels.shape[1]}")
     return dataclasses.replace(encoding, samples=labels), labels

@@ -17,7 +17,6 @@ from scipy import ndimage
 from tf3dstylegan.config import resolution_log2_for_shape
 from tf3dstylegan.data.nifti import grid_affine, nifti_suffix
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npz")
 NORMALIZATIONS = ("none", "minmax", "percentile")
 PERCENTILES = (0.5, 99.5)  # percentile normalisation: low over all voxels, high over the foreground
 DEFAULT_MAX_VOXELS = 2 ** 26  # larger claimed sizes are refused before reading (--max_voxels allows them); 2^26
@@ -70,7 +69,7 @@ def _npz_header(archive, path, key):
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
             np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(member)
-    if not (np.issubdtype(dtype, np.number) or dtype == bool):
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
         raise DataError(path, f"{key!r} has non-numeric dtype {dtype}")
     return shape, dtype
 

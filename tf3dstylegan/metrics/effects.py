@@ -15,7 +15,8 @@ from scipy import stats
 
 from tf3dstylegan.data import anatomy
 from tf3dstylegan.data.table import CONTINUOUS
-from tf3dstylegan.metrics import groups, labelled, mmd
+from tf3dstylegan.io import to_unit_range
+from tf3dstylegan.metrics import groups, labelled
 
 MEASURES = {"ventricle_volume": "ml"}  # measure -> unit (see measure_volumes)
 DEFAULT_STEPS = 5
@@ -79,14 +80,15 @@ def measure_volumes(volumes, voxel_size, measure="ventricle_volume") -> np.ndarr
     """float64 [b]: the measure of volumes [b, X, Y, Z, C] in [-1, 1] (ventricle volume in ml)."""
     if measure not in MEASURES:
         raise ValueError(f"unknown measure {measure!r} (measures: {', '.join(MEASURES)})")
-    unit = mmd.to_unit_range(volumes)
+    unit = to_unit_range(volumes)
     return np.array([anatomy.ventricle_volume(v, voxel_size) / 1000.0 for v in unit])
 
 
 def _generate(G, z, labels, batch_size, truncation_psi, noise_mode):
+    from tf3dstylegan.generate import sampler
+    sample = sampler(G, truncation_psi, noise_mode)
     for start in range(0, len(z), batch_size):
-        yield np.asarray(G(z[start:start + batch_size], truncation_psi=truncation_psi, noise_mode=noise_mode,
-                           labels=labels[start:start + batch_size]), np.float32)
+        yield sample(z[start:start + batch_size], labels[start:start + batch_size])
 
 
 def _slope_entries(prefix, fit):
@@ -120,7 +122,8 @@ def covariate_effect(G, data, effect, num=64, batch_size=8, seed=0, truncation_p
     base = rows[np.random.default_rng([seed, 2]).integers(0, len(rows), num_latents)]
     requested = [{**encoding.decode(row), effect.covariate: float(v)} for row in base for v in sweep]
     labels = labelled.encode_values(G, requested, encoding)  # [latents * steps, L], latent-major
-    z = np.repeat(np.random.default_rng(seed).standard_normal((num_latents, G.latent_size)).astype(np.float32), steps, 0)
+    z = np.random.default_rng(seed).standard_normal((num_latents, G.latent_size)).astype(np.float32)
+    z = np.repeat(z, steps, 0)
     generated = np.concatenate([measure_volumes(v, voxel_size, effect.measure)
                                 for v in _generate(G, z, labels, batch_size, truncation_psi, noise_mode)])
     fit = slope_interval(np.tile(sweep, num_latents), generated, np.repeat(np.arange(num_latents), steps))

