@@ -9,9 +9,9 @@ environment; train_run (sec/kimg of a real train.py run, input pipeline included
 pass per preset x precision x jit x fused modulated convolution, compared with strict float32 on the same
 weights and latents); train_step (a timed G+D step as train.py builds it, its step-0 losses compared with
 float32); mirrored (MirroredStrategy, or DataParallel on JAX, over all GPUs, or logical CPUs); max_batch (largest
-training batch that fits). Every entry has status ok / failed / skipped and, unless ok, a one-line reason. A part whose estimated
-time no longer fits --budget_s is skipped; at --budget_s + --grace_s the report is written as it stands and
-the script exits with code 3. The JSON goes to stdout and --out (rewritten after every part).
+training batch that fits). Every entry has status ok / failed / skipped and, unless ok, a one-line reason. A part
+whose estimated time no longer fits --budget_s is skipped; at --budget_s + --grace_s the report is written as it
+stands and the script exits with code 3. The JSON goes to stdout and --out (rewritten after every part).
 """
 import gc
 import importlib.util

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_check_report import (STEP0_COMPARED, TINY, OutOfTime, Skipped, agreement, dtype_policy, json_lines, one_line,
+from gpu_check_report import (STEP0_COMPARED, TINY, OutOfTime, agreement, dtype_policy, json_lines, one_line,
                               path_name, search_largest_batch, tick_summary)
 
 REPO = Path(__file__).resolve().parent.parent

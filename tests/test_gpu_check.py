@@ -26,8 +26,8 @@ def parsed_flags(*args):
     return fv
 
 
-def run_script(*args, cache, timeout=900):
-    env = dict(os.environ, TF3DSTYLEGAN_CACHE=str(cache), TF_CPP_MIN_LOG_LEVEL="2")
+def run_script(*args, cache, timeout=900, **env_vars):
+    env = dict(os.environ, TF3DSTYLEGAN_CACHE=str(cache), TF_CPP_MIN_LOG_LEVEL="2", **env_vars)
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -78,7 +78,7 @@ def test_json_lines_leaves_out_a_cut_line(tmp_path):
 def test_plan_runs_the_most_telling_parts_first():
     opts = parsed_flags("--presets=2mm-fd16,1mm-fd16", "--precisions=float32,mixed_bfloat16",
                         "--parts=generator,train_step,max_batch")
-    check = SimpleNamespace(opts=opts, report={}, **{name: name for name in helpers.PARTS})
+    check = SimpleNamespace(opts=opts, report={}, baseline_jit=False, **{name: name for name in helpers.PARTS})
     order = [f"{entry['part']} {entry.get('path', '')}".strip() for entry, *_ in gpu_check.plan(check)]
     assert order[:2] == ["environment", "train_run 2mm-fd96"]
     generator = [o for o in order if o.startswith("generator")]
@@ -176,3 +176,16 @@ def test_budget_skips_and_the_hard_deadline_writes_the_report(tmp_path):
     report = json.loads(late.stdout)
     assert not report["complete"] and report["generator"][0]["status"] == "failed"
     assert "hard deadline" in report["generator"][0]["reason"]
+
+
+@pytest.mark.slow
+def test_dry_run_on_jax_runs_every_part_it_plans(tmp_path):
+    """The JAX check (what a GPU machine with JAX and no TensorFlow runs) on the CPU: every planned entry ok."""
+    pytest.importorskip("jax")
+    proc = run_script("--dry_run", "--logical_cpus=2", "--presets=2mm-fd16", "--nofull_step_matrix",
+                      "--mirrored_preset=2mm-fd16", "--max_batch_presets=2mm-fd16", "--max_batch_limit=2",
+                      f"--out={tmp_path / 'report.json'}", cache=tmp_path / "cache", KERAS_BACKEND="jax")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["complete"] and report["summary"]["failed"] == 0 and report["summary"]["ok"] > 0, report["summary"]
+    assert {e["part"] for e in helpers.entries(report) if e["status"] == "ok"} >= {"generator", "train_step"}
