@@ -69,6 +69,13 @@ EXAMPLES = {
     "--outdir out/interp": ("run", ["--frames", "3"]),
     "python project.py --network runs/00000-demo --target out/seeds/seed0003.nii.gz --outdir out/proj --steps 200":
         ("run", ["--steps", "20"]),
+    "python project.py --network runs/00001-demo --target out/seeds/seed0003.nii.gz --cond age=60,sex=F --space w "
+    "--outdir out/proj_cond --steps 200": ("run", ["--steps", "20"]),
+    "python generate.py --network runs/00001-demo --projected out/proj_cond/projected_w.npz --sweep age=50:90:5 "
+    "--cond sex=F --outdir out/cf_sweep": ("run", []),
+    "python generate.py --network runs/00001-demo --projected out/proj_cond/projected_w.npz --cond age=80 "
+    "--outdir out/cf_one": ("run", []),
+    "python bench/bench_counterfactual.py --network RUN --subjects 16 --steps 300": ("flags", None),
     "python -m tf3dstylegan metrics --network runs/00000-demo --protocol paper --num 100 --out out/metrics.json":
         ("run", ["--num", "8", "--intervals", "2"]),
     "python -m tf3dstylegan metrics --network runs/00000-demo --protocol medicalnet "
