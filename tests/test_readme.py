@@ -58,7 +58,8 @@ EXAMPLES = {
     "python bench/bench_input_pipeline.py --pipeline numpy --step_time 0.5": ("flags", None),
     "python train.py --cfg 2mm-fd16 --kimg 1": ("run", ["--kimg", "0.004"]),
     "python train.py --cfg 2mm-fd96 --data /path/to/records --gpus 4": ("refused", "--gpus 4 asked for"),
-    "python train.py --labels": ("run", ["--kimg", "0.016"]),
+    "python train.py --labels": ("run", ["--kimg", "0.008"]),
+    "python train.py --labels --outdir runs/conditional": ("run", ["--kimg", "0.016"]),
     "python generate.py --network runs/00000-demo --seeds 0-9 --trunc 0.7 --noise_mode const --outdir out/seeds":
         ("run", []),
     "python generate.py --network out/converted/G_ema.keras --seeds 0-999 --slab_size 16 --outdir out/slabs":
@@ -69,11 +70,11 @@ EXAMPLES = {
     "--outdir out/interp": ("run", ["--frames", "3"]),
     "python project.py --network runs/00000-demo --target out/seeds/seed0003.nii.gz --outdir out/proj --steps 200":
         ("run", ["--steps", "20"]),
-    "python project.py --network runs/00001-demo --target out/seeds/seed0003.nii.gz --cond age=60,sex=F --space w "
+    "python project.py --network runs/conditional/00000-demo --target out/seeds/seed0003.nii.gz --cond age=60,sex=F --space w "
     "--outdir out/proj_cond --steps 200": ("run", ["--steps", "20"]),
-    "python generate.py --network runs/00001-demo --projected out/proj_cond/projected_w.npz --sweep age=50:90:5 "
+    "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz --sweep age=50:90:5 "
     "--cond sex=F --outdir out/cf_sweep": ("run", []),
-    "python generate.py --network runs/00001-demo --projected out/proj_cond/projected_w.npz --cond age=80 "
+    "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz --cond age=80 "
     "--outdir out/cf_one": ("run", []),
     "python bench/bench_counterfactual.py --network RUN --subjects 16 --steps 300": ("flags", None),
     "python -m tf3dstylegan metrics --network runs/00000-demo --protocol paper --num 100 --out out/metrics.json":
@@ -86,7 +87,7 @@ EXAMPLES = {
     "python train.py --labels --batch 8 --kimg 20 --snap 10": ("run", ["--kimg", "0.032"]),
     "python -m tf3dstylegan metrics --network SNAPSHOT --effect age --num 320": ("run", ["--num", "4"]),
     "python bench/bench_networks.py": ("flags", None),
-    "python generate.py --network runs/00001-demo --seeds 0-3 --sweep age=50:90:5 --cond sex=F --outdir out/sweep":
+    "python generate.py --network runs/conditional/00000-demo --seeds 0-3 --sweep age=50:90:5 --cond sex=F --outdir out/sweep":
         ("run", []),
 }
 
