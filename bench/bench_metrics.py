@@ -107,7 +107,7 @@ def main():
     z = rng.normal(size=(8, G.latent_size)).astype(np.float32)
     per["generator_2mm_fd16"] = timed(lambda: G(z, noise_mode="const").numpy(), 2) / 8
     volumes = np.tanh(rng.normal(size=(args.volumes,) + SHAPE + (1,))).astype(np.float32)
-    cached = lambda which: weights.load_weights(which, weights.ensure_weights(which))  # noqa: E731
+    cached = lambda which: weights.read_network_weights(which, weights.ensure_weights(which))  # noqa: E731
     nets = {"inception_3_slices": lambda: inception.InceptionFeatures(cached("inception")),
             "deepbet": lambda: deepbet.DeepbetFeatures(cached("deepbet")),
             "medicalnet": lambda: medicalnet.MedicalNetFeatures(

@@ -49,7 +49,7 @@ def main():
     from tf3dstylegan.preprocess import linknet, skullstrip, synthetic
     head = synthetic.make_head(np.random.default_rng(args.seed), "oblique", (1.0, 1.0, 1.2))
     volume = np.asarray(nib.as_closest_canonical(head.image).dataobj, np.float32)
-    tensors = {key: weights.load_weights(which, weights.ensure_weights(which, args.cache_dir))
+    tensors = {key: weights.read_network_weights(which, weights.ensure_weights(which, args.cache_dir))
                for key, which in (("bbox", "deepbet_bbox"), ("brain", "deepbet"))}
     models = {key: linknet.build_linknet(t) for key, t in tensors.items()}
     small = skullstrip.resize_nearest_exact(volume, skullstrip.SMALL_SHAPE)

@@ -72,7 +72,7 @@ CASES = [
     ("train", ["--kimg", "nan"], "--kimg: must be a positive finite number"),
     ("train", ["--batch", "0"], "--batch: must be an integer >= 1"),
     ("train", ["--snap", "0"], "--snap: must be an integer >= 1"),
-    ("train", ["--keep", "0"], "--keep_checkpoints: must be an integer >= 1"),
+    ("train", ["--keep_checkpoints", "0"], "--keep_checkpoints: must be an integer >= 1"),
     ("train", ["--seed", "-1"], "--seed: must be an integer in"),
     ("train", ["--precision", "float8"], "flag --precision=float8"),
     ("train", ["--strategy", "horovod"], "flag --strategy=horovod"),

@@ -17,7 +17,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_tiny_port_matches_pytorch():
-    weights = medicalnet.load_weights(DATA / "medicalnet_tiny.pth")
+    weights = medicalnet.read_backbone_weights(DATA / "medicalnet_tiny.pth")
     assert "conv_seg.0.weight" not in weights and "conv1.weight" in weights  # head dropped, 'module.' stripped
     assert medicalnet.stage_depths(weights) == [3, 4, 6, 3]
     features = medicalnet.MedicalNetFeatures(weights)
@@ -81,7 +81,7 @@ def test_code_in_the_pickle_is_refused(tmp_path, make):
     marker = tmp_path / "ran"
     path = make(tmp_path / "evil.pth", marker)
     with pytest.raises(torchsave.TorchSaveError, match=r"refusing pickled global (posix|os)\.system"):
-        medicalnet.load_weights(path)
+        medicalnet.read_backbone_weights(path)
     assert not marker.exists()
 
 
@@ -107,7 +107,7 @@ def test_sizes_checked_before_reading(tmp_path):
 
 
 def test_weights_that_are_not_a_bottleneck_resnet(tmp_path):
-    weights = medicalnet.load_weights(DATA / "medicalnet_tiny.pth")
+    weights = medicalnet.read_backbone_weights(DATA / "medicalnet_tiny.pth")
     with pytest.raises(medicalnet.MedicalNetWeightsError, match="missing weight layer2.0.bn2.running_var"):
         medicalnet.build_resnet({k: v for k, v in weights.items() if k != "layer2.0.bn2.running_var"})
     with pytest.raises(medicalnet.MedicalNetWeightsError, match="not used"):
@@ -117,4 +117,4 @@ def test_weights_that_are_not_a_bottleneck_resnet(tmp_path):
     with pytest.raises(medicalnet.MedicalNetWeightsError, match="conv1.weight"):
         medicalnet.backbone_weights({"state_dict": {"fc.weight": np.zeros(2)}})
     np.savez(tmp_path / "w.npz", **weights)
-    assert set(medicalnet.load_weights(tmp_path / "w.npz")) == set(weights)
+    assert set(medicalnet.read_backbone_weights(tmp_path / "w.npz")) == set(weights)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from tf3dstylegan.io import to_unit_range
 from tf3dstylegan.metrics import mmd
 
 
@@ -26,7 +27,7 @@ def test_identical_batches_and_range():
     x = rng.random((4, 5, 5, 5, 1))
     assert mmd.batch_mmd2(x, x) == 0.0
     assert mmd.batch_mmd2(x, x + 0.1) == pytest.approx(0.01 * 125, rel=1e-9)
-    unit = mmd.to_unit_range(np.array([-2.0, -1.0, 0.0, 1.0, 3.0]))
+    unit = to_unit_range(np.array([-2.0, -1.0, 0.0, 1.0, 3.0]))
     np.testing.assert_allclose(unit, [0.0, 0.0, 0.5, 1.0, 1.0])
 
 

@@ -28,7 +28,7 @@ class CountingExtractors(StubExtractors):
 
 def evaluate(data, cache, extractors=None, **overrides):
     extractors = extractors or CountingExtractors()
-    results = runner.compute_metrics(StandInG(), data, extractors=extractors, cache_reals=cache is not None,
+    results = runner.evaluate(StandInG(), data, extractors=extractors, cache_reals=cache is not None,
                                      cache_dir=cache, **{**REQUEST, **overrides})
     return results, extractors
 

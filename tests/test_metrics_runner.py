@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from tf3dstylegan.io import to_unit_range
 from tf3dstylegan.metrics import mmd, msssim, runner
 
 SHAPE = (16, 16, 20, 1)
@@ -39,26 +40,26 @@ def real_volumes(n, seed=0):
 
 def test_keys_and_values_match_direct_computation():
     data = real_volumes(12)
-    res = runner.compute_metrics(StandInG(), data, num=6, batch_size=3, seed=5, extractors=StubExtractors())
+    res = runner.evaluate(StandInG(), data, num=6, batch_size=3, seed=5, extractors=StubExtractors())
     expected_keys = {"fid_sagittal", "fid_axial", "fid_coronal", "bmmd2", "bmmd2_std", "msssim", "msssim_std",
                      "fid3d"}
     assert expected_keys | {f"real_{k}" for k in expected_keys} | {"num"} == set(res)
-    fakes = np.concatenate(list(runner.generated_batches(StandInG(), 6, 3, 5)))
+    fakes = np.concatenate(list(runner.sampled_volumes(StandInG(), 6, 3, 5)))
     halves_a, halves_b = np.concatenate([data[0:3], data[6:9]]), np.concatenate([data[3:6], data[9:12]])
-    mmd_fake = [mmd.batch_mmd2(mmd.to_unit_range(fakes[i:i + 3]), mmd.to_unit_range(halves_a[i:i + 3]))
+    mmd_fake = [mmd.batch_mmd2(to_unit_range(fakes[i:i + 3]), to_unit_range(halves_a[i:i + 3]))
                 for i in (0, 3)]
-    mmd_real = [mmd.batch_mmd2(mmd.to_unit_range(halves_a[i:i + 3]), mmd.to_unit_range(halves_b[i:i + 3]))
+    mmd_real = [mmd.batch_mmd2(to_unit_range(halves_a[i:i + 3]), to_unit_range(halves_b[i:i + 3]))
                 for i in (0, 3)]
     assert res["bmmd2"] == pytest.approx(np.mean(mmd_fake)) and res["real_bmmd2"] == pytest.approx(np.mean(mmd_real))
     # Pairs run across batch borders: (0, 1), (2, 3), (4, 5).
-    assert res["msssim"] == pytest.approx(msssim.pairwise_ms_ssim(mmd.to_unit_range(fakes)).mean())
-    assert res["real_msssim"] == pytest.approx(msssim.pairwise_ms_ssim(mmd.to_unit_range(halves_a)).mean())
+    assert res["msssim"] == pytest.approx(msssim.pairwise_ms_ssim(to_unit_range(fakes)).mean())
+    assert res["real_msssim"] == pytest.approx(msssim.pairwise_ms_ssim(to_unit_range(halves_a)).mean())
     assert res["fid_axial"] > res["real_fid_axial"] >= 0
 
 
 def test_subset_without_reference_and_iterable_input():
     data = real_volumes(4)
-    res = runner.compute_metrics(StandInG(), iter([data[:3], data[3:]]), metrics=["bmmd2"], num=4, batch_size=2,
+    res = runner.evaluate(StandInG(), iter([data[:3], data[3:]]), metrics=["bmmd2"], num=4, batch_size=2,
                                  reference=False, extractors=StubExtractors())
     assert set(res) == {"num", "bmmd2", "bmmd2_std"}
 
@@ -66,10 +67,10 @@ def test_subset_without_reference_and_iterable_input():
 def test_feature_metrics_memorisation_and_ranges(tmp_path):
     from tf3dstylegan.metrics import kid, memorisation, precision_recall
     data, stub = real_volumes(24), StubExtractors()
-    fakes = np.concatenate(list(runner.generated_batches(StandInG(), 8, 4, 0)))
+    fakes = np.concatenate(list(runner.sampled_volumes(StandInG(), 8, 4, 0)))
     halves_a = np.concatenate([data[0:4], data[8:12]])
     train = np.concatenate([data[16:], fakes[:3]])  # three generated volumes are copies of training volumes
-    res = runner.compute_metrics(StandInG(), data, metrics=["kid3d", "pr3d", "memorisation"], num=8, batch_size=4,
+    res = runner.evaluate(StandInG(), data, metrics=["kid3d", "pr3d", "memorisation"], num=8, batch_size=4,
                                  extractors=stub, intervals=6, train_data=train, memorisation_png=tmp_path / "m.png")
     assert res["kid3d"] == pytest.approx(kid.kid_from_features(stub.deepbet(fakes), stub.deepbet(halves_a)))
     precision, recall = precision_recall.precision_recall(stub.deepbet(fakes), stub.deepbet(halves_a))
@@ -91,9 +92,9 @@ def test_medicalnet_features_through_the_runner():
     networks = runner.FeatureExtractors(metrics, medicalnet_weights=Path(__file__).parent / "data" /
                                         "medicalnet_tiny.pth")
     data = real_volumes(16)
-    res = runner.compute_metrics(StandInG(), data, metrics=metrics, num=8, batch_size=8, extractors=networks)
+    res = runner.evaluate(StandInG(), data, metrics=metrics, num=8, batch_size=8, extractors=networks)
     assert {"fid_medicalnet", "kid_medicalnet", "precision_medicalnet", "recall_medicalnet"} <= set(res)
-    fakes = np.concatenate(list(runner.generated_batches(StandInG(), 8, 8, 0)))
+    fakes = np.concatenate(list(runner.sampled_volumes(StandInG(), 8, 8, 0)))
     expected = frechet.fid_from_features(networks.medicalnet(fakes), networks.medicalnet(data[:8]))
     assert res["fid_medicalnet"] == pytest.approx(expected, rel=1e-6)
     assert res["real_fid_medicalnet"] < res["fid_medicalnet"]
@@ -102,18 +103,18 @@ def test_medicalnet_features_through_the_runner():
 def test_errors():
     stub = StubExtractors()
     with pytest.raises(ValueError, match="only 5 volumes, 8 needed"):
-        runner.compute_metrics(StandInG(), real_volumes(5), num=4, batch_size=2, extractors=stub)
+        runner.evaluate(StandInG(), real_volumes(5), num=4, batch_size=2, extractors=stub)
     repeated = np.concatenate([real_volumes(4)] * 2)
     with pytest.raises(ValueError, match="distinct"):
-        runner.compute_metrics(StandInG(), repeated, num=4, batch_size=4, extractors=stub)
+        runner.evaluate(StandInG(), repeated, num=4, batch_size=4, extractors=stub)
     with pytest.raises(ValueError, match="do not match"):
-        runner.compute_metrics(StandInG(), np.zeros((8, 16, 16, 16, 1), np.float32), num=4, extractors=stub)
+        runner.evaluate(StandInG(), np.zeros((8, 16, 16, 16, 1), np.float32), num=4, extractors=stub)
     with pytest.raises(ValueError, match="unknown metrics"):
-        runner.compute_metrics(StandInG(), real_volumes(8), metrics=["is"], num=4, extractors=stub)
+        runner.evaluate(StandInG(), real_volumes(8), metrics=["is"], num=4, extractors=stub)
     with pytest.raises(ValueError, match="intervals"):
-        runner.compute_metrics(StandInG(), real_volumes(8), metrics=["bmmd2"], num=4, extractors=stub, intervals=1)
+        runner.evaluate(StandInG(), real_volumes(8), metrics=["bmmd2"], num=4, extractors=stub, intervals=1)
     with pytest.raises(ValueError, match="medicalnet_weights: required"):
-        runner.compute_metrics(StandInG(), real_volumes(8), metrics=["kid_medicalnet"], num=4)
+        runner.evaluate(StandInG(), real_volumes(8), metrics=["kid_medicalnet"], num=4)
 
 
 @pytest.mark.slow

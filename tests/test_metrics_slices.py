@@ -8,7 +8,7 @@ from tf3dstylegan.metrics import slices
 def test_planes_fix_the_right_axis():
     x, y, z = np.meshgrid(np.arange(6), np.arange(8), np.arange(10), indexing="ij")
     coords = np.stack([x, y, z], -1)[None].repeat(2, 0)  # [2, X, Y, Z, 3]: channel c holds coordinate c
-    planes = slices.middle_slices(coords)
+    planes = slices.plane_slices(coords)
     assert planes["sagittal"].shape == (2, 8, 10, 3) and (planes["sagittal"][..., 0] == 3).all()
     assert planes["coronal"].shape == (2, 6, 10, 3) and (planes["coronal"][..., 1] == 4).all()
     assert planes["axial"].shape == (2, 6, 8, 3) and (planes["axial"][..., 2] == 5).all()

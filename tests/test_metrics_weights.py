@@ -14,13 +14,13 @@ def test_offline_and_bad_files(tmp_path, monkeypatch):
         weights.ensure_weights("vgg")
     (tmp_path / "w.h5").write_bytes(b"x")
     with pytest.raises(weights.WeightsError, match="expected a .npz"):
-        weights.load_weights("inception", tmp_path / "w.h5")
+        weights.read_network_weights("inception", tmp_path / "w.h5")
     with pytest.raises(weights.WeightsError, match="no such file"):
-        weights.load_weights("inception", tmp_path / "nope.npz")
+        weights.read_network_weights("inception", tmp_path / "nope.npz")
     bad_wheel = tmp_path / "bad.whl"
     bad_wheel.write_bytes(b"not a zip")
     with pytest.raises(weights.WeightsError, match="cannot read"):
-        weights.load_weights("deepbet", bad_wheel)
+        weights.read_network_weights("deepbet", bad_wheel)
 
 
 @pytest.mark.slow
@@ -30,7 +30,7 @@ def test_wheel_conversion_round_trip(tmp_path):
     except weights.WeightsError as e:
         pytest.skip(f"deepbet wheel unavailable (offline?): {e}")
     wheel = weights.cache_dir() / "wheels" / weights.SOURCES["deepbet"]["wheel"]
-    from_npz, from_wheel = weights.load_weights("deepbet", npz), weights.load_weights("deepbet", wheel)
+    from_npz, from_wheel = weights.read_network_weights("deepbet", npz), weights.read_network_weights("deepbet", wheel)
     assert set(from_npz) == set(from_wheel) and from_npz["init.0.weight"].shape == (16, 1, 7, 7, 7)
     for key in from_npz:
         np.testing.assert_array_equal(from_npz[key], np.asarray(from_wheel[key]))

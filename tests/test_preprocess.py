@@ -16,7 +16,7 @@ from tf3dstylegan.preprocess import linknet, qc, scans, skullstrip, synthetic, t
 def tiny():
     """The tiny LinkNet3d (channels 4-8-12-16) read from its TorchScript file, and torch's outputs."""
     with np.load(DATA / "deepbet_tiny_outputs.npz") as f:
-        return weights.load_weights("deepbet", DATA / "deepbet_tiny.pt"), dict(f)
+        return weights.read_network_weights("deepbet", DATA / "deepbet_tiny.pt"), dict(f)
 
 
 def tiny_input():  # tests/data/deepbet_reference.py: INPUT_SEED 0, INPUT_SHAPE (64, 32, 64)

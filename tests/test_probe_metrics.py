@@ -43,7 +43,7 @@ def test_a_storage_larger_than_the_network_is_refused_before_it_is_read(tmp_path
     path = torch_save_zip(tmp_path / "bomb.pth", {"conv1.weight": claim}, ONE)
     with pytest.raises(torchsave.TorchSaveError, match=r"storage 0: 1,073,741,824 elements are more than the expected "
                                                        r"network's weights need \(at most 134,217,728 in all\)"):
-        medicalnet.load_weights(path)
+        medicalnet.read_backbone_weights(path)
 
 
 def test_a_torchscript_stride_zero_tensor_is_refused(tmp_path):
@@ -51,7 +51,7 @@ def test_a_torchscript_stride_zero_tensor_is_refused(tmp_path):
     path = tmp_path / "zero.pt"
     path.write_bytes(_archive(b"\x80\x02" + _module("__torch__.m", "M", [("w", STRIDE_ZERO)]) + b".", ONE))
     with pytest.raises(weights.WeightsError, match=rf"^{path}: tensor of size \(32768, 32768\) with strides"):
-        weights.load_weights("inception", path)
+        weights.read_network_weights("inception", path)
 
 
 def npz_claiming(path, shape, dtype="<f4"):
@@ -67,11 +67,11 @@ def test_an_npz_bomb_is_refused_from_its_headers(tmp_path):
     """N67: an .npz member inflating to a 4 GiB float32 array was read whole."""
     path = npz_claiming(tmp_path / "bomb.npz", (2 ** 30,))
     with pytest.raises(medicalnet.MedicalNetWeightsError, match=r"bomb.npz: its arrays hold more than 134,217,728"):
-        medicalnet.load_weights(path)
+        medicalnet.read_backbone_weights(path)
     with pytest.raises(weights.WeightsError, match=r"bomb.npz: its arrays hold more than 67,108,864"):
-        weights.load_weights("deepbet", path)
+        weights.read_network_weights("deepbet", path)
     with pytest.raises(weights.WeightsError, match=r"holds \|O values, not numbers|holds object values"):
-        weights.load_weights("deepbet", npz_claiming(tmp_path / "objects.npz", (2,), "|O"))
+        weights.read_network_weights("deepbet", npz_claiming(tmp_path / "objects.npz", (2,), "|O"))
 
 
 def test_weights_paths_that_are_not_files_say_what_they_are(tmp_path):
@@ -124,10 +124,10 @@ def test_an_entry_that_cannot_be_written_leaves_the_results(tmp_path, capsys):
     from tf3dstylegan.metrics import runner
     data, cache = write_records(tmp_path / "reals", (real_volumes(16)[..., 0] + 1) / 2), tmp_path / "cache"
     request = dict(metrics=["bmmd2"], num=8, batch_size=4, extractors=CountingExtractors())
-    expected = runner.compute_metrics(StandInG(), data, **request)
+    expected = runner.evaluate(StandInG(), data, **request)
     key = real_cache.cache_key(data, ["bmmd2"], 8, 4, True, "stub-1")
     real_cache.entry_path(key, cache).mkdir(parents=True)
-    results = runner.compute_metrics(StandInG(), data, cache_dir=cache, cache_reals=True, **request)
+    results = runner.evaluate(StandInG(), data, cache_dir=cache, cache_reals=True, **request)
     assert results == expected and "cannot write the real-volume cache entry" in capsys.readouterr().err
 
 

@@ -132,11 +132,6 @@ class Config(ModelConfig, TrainingConfig):
     def training(self) -> TrainingConfig:
         return TrainingConfig(**_fields_of(TrainingConfig, self.to_dict()))
 
-    def to_json(self, path) -> None:
-        from tf3dstylegan.io.files import write_json_atomic
-        write_json_atomic(path, self.to_dict())
-
-
 # Allowed ranges: (min, max) inclusive, None for unbounded; checked after the types.
 _RANGES = {
     "resolution_log2": (2, MAX_RESOLUTION_LOG2), "voxel_size": (1e-3, 1e3), "num_channels": (1, 16),

@@ -108,6 +108,16 @@ def compiled_synthesis(G, noise_mode="const", slab_size=None):
     return synthesize_batch
 
 
+def sampler(G, psi=1.0, noise_mode="const"):
+    """(z [b, latent_size], labels [b, L] or None) -> volumes [b, X, Y, Z, C] as NumPy: the mapping, truncation and
+    compiled synthesis of a Generator; any other object with a Generator's call interface is called as it is."""
+    if not isinstance(G, keras.Model):
+        return lambda z, labels=None: np.asarray(G(z, truncation_psi=psi, noise_mode=noise_mode,
+                                                   **({} if labels is None else {"labels": labels})), np.float32)
+    synthesize_batch = compiled_synthesis(G, noise_mode)
+    return lambda z, labels=None: synthesize_batch(to_numpy(G.truncate(G.mapping(z, labels), psi)))
+
+
 def synthesize(G, ws, noise_mode="const", noise=None, batch_size=4, slab_size=None):
     """ws [N, num_ws, dlatent_size] (+ optional noise maps [N, x, y, z, 1] per layer) -> volumes [N, X, Y, Z, C]."""
     run = compiled_synthesis(G, noise_mode, slab_size)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tf3dstylegan.config import load_config, load_model_config
 from tf3dstylegan.data.labels import LabelEncoding
-from tf3dstylegan.legacy import LegacyFormatError, convert_legacy
+from tf3dstylegan.legacy import convert_legacy
 from tf3dstylegan.networks.loaded import LoadedNetworks
 
 KERAS_WEIGHTS = "model.weights.h5"
@@ -20,7 +20,7 @@ KERAS_CONFIG = "config.json"
 MAX_CONFIG_BYTES = 10 * 2 ** 20
 
 
-class NetworkFileError(LegacyFormatError):
+class NetworkFileError(ValueError):
     """A file or folder that does not hold loadable networks."""
 
 

@@ -4,7 +4,9 @@
 Rerunning the same command continues the latest run of that config from its last checkpoint. Ctrl-C (or
 SIGTERM) finishes the current step, writes a checkpoint and stops.
 """
+import dataclasses
 import math
+import typing
 
 from absl import flags
 
@@ -15,48 +17,34 @@ CPU_BATCH = 4  # 2mm-fd16 at batch 4 needs ~7.5 GB on the CPU; batch 16 does not
 CPU_BATCH_VOXELS = 200_000  # volumes at least this large train at CPU_BATCH without a GPU (80x96x112: 860,160)
 
 
-def define_flags(fv):
+def define_flags(fv, options=None):
+    """The command's own flags, then one per field of TrainingOptions (or of `options`, a subclass), named as the
+    field, typed by its annotation, with its help text and default."""
     flags.DEFINE_string("cfg", "demo", "Config: a preset name (tf3dstylegan/configs/*.json) or a JSON file.",
                         flag_values=fv)
     flags.DEFINE_string("data", None, "TFRecords folder (the dataset command); default: the built-in demo dataset.",
                         flag_values=fv)
     flags.DEFINE_string("outdir", "runs", "Folder of the run folders (<id>-<cfg>).", flag_values=fv)
-    flags.DEFINE_float("kimg", None, "Train until D has seen this many thousand real volumes (default: the "
-                       "preset's total_kimg).", flag_values=fv)
-    flags.DEFINE_integer("batch", None, "Global minibatch, split over all replicas (default: the preset's "
-                         f"batch_size, at most {CPU_BATCH} on a machine without GPUs).", flag_values=fv)
-    flags.DEFINE_integer("gpus", None, "Use only the first N GPUs (default: all visible).", flag_values=fv)
-    flags.DEFINE_enum("strategy", "auto", ["auto", "default", "mirrored", "multiworker"],
-                      "tf.distribute strategy; auto: multi-worker when TF_CONFIG is set, mirrored over several GPUs.",
-                      flag_values=fv)
-    flags.DEFINE_string("resume", "auto", "auto (latest run of this cfg), none, a run folder, or a .pkl/.keras "
-                        "network.", flag_values=fv)
-    flags.DEFINE_enum("precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Compute precision.",
-                      flag_values=fv)
-    flags.DEFINE_bool("jit", False, "Compile the training step with XLA (GPUs; slow on the CPU).", flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Random seed (weights, latents, data order).", flag_values=fv)
-    flags.DEFINE_integer("snap", None, "Ticks between G_ema .keras snapshots and preview PNGs (default: the "
-                         "preset's snapshot_ticks; checkpoints: every tick).", flag_values=fv)
     flags.DEFINE_list("metrics", [], "Metrics at each snapshot, e.g. fid_slices,bmmd2,msssim,fid3d.", flag_values=fv)
     flags.DEFINE_integer("metrics_num", 100, "Volumes per metric evaluation.", flag_values=fv)
-    flags.DEFINE_integer("keep", 3, "Checkpoints to keep.", flag_values=fv)
-    flags.DEFINE_bool("gradient_checkpointing", False, "Recompute block activations in the backward pass "
-                      "(less memory).", flag_values=fv)
-    flags.DEFINE_enum("aug", "none", ["ada", "fixed", "none"], "Discriminator augmentation: ada (p adapts toward "
-                      "--aug_target), fixed (p = --aug_p) or none. For small datasets: ada.", flag_values=fv)
-    flags.DEFINE_string("augpipe", "bgc", "Augmentations: letters b (integer translation), g (scaling, rotation, "
-                        "anisotropy, fractional translation), c (brightness, contrast, gamma), f (bias field), "
-                        "n (noise), o (cutout), x (left-right flip), e.g. bgc, bgcf.", flag_values=fv)
-    flags.DEFINE_float("aug_target", 0.6, "ADA's target for r_t = E[sign(D(reals))].", flag_values=fv)
-    flags.DEFINE_float("aug_p", None, "Augmentation probability: constant with --aug fixed, the start with ada.",
-                       flag_values=fv)
-    flags.DEFINE_float("ada_kimg", 500.0, "ADA's speed: thousands of volumes over which p can go from 0 to 1 "
-                       "(lower it for short runs).", flag_values=fv)
-    flags.DEFINE_boolean("labels", None, "Condition on the data's covariates (default: whenever the records "
-                         "folder has labels; with the demo data: its conditional variant, age and sex).",
-                         flag_values=fv)
     flags.DEFINE_multi_string("override", [], "key=value for any config field, e.g. --override tick_kimg=1 "
                               "(repeatable).", flag_values=fv)
+    from tf3dstylegan.training.options import TrainingOptions
+    for field in dataclasses.fields(options or TrainingOptions):
+        kind = typing.get_args(field.type)[0] if typing.get_origin(field.type) is typing.Union else field.type
+        choices, text = field.metadata.get("choices"), field.metadata["help"]
+        if choices:
+            flags.DEFINE_enum(field.name, field.default, list(choices), text, flag_values=fv)
+        else:
+            define = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                      str: flags.DEFINE_string}[kind]
+            define(field.name, field.default, text, flag_values=fv)
+
+
+def option_values(fv, options=None):
+    """{field: flag value} of every TrainingOptions field (or of `options`, a subclass)."""
+    from tf3dstylegan.training.options import TrainingOptions
+    return {field.name: fv[field.name].value for field in dataclasses.fields(options or TrainingOptions)}
 
 
 def main(fv, args):
@@ -70,15 +58,10 @@ def main(fv, args):
     metrics = _metrics_function(fv.metrics, fv.metrics_num)
     from tf3dstylegan import backend
     from tf3dstylegan.training import TrainingOptions, train
-    batch = fv.batch
-    if (batch is None and not backend.has_accelerator() and cfg.batch_size > CPU_BATCH
+    options = option_values(fv)
+    if (fv.batch is None and not backend.has_accelerator() and cfg.batch_size > CPU_BATCH
             and math.prod(cfg.img_shape) >= CPU_BATCH_VOXELS):
-        batch = CPU_BATCH
-    options = dict(kimg=fv.kimg, batch=batch, strategy=fv.strategy, gpus=fv.gpus, resume=fv.resume,
-                   precision=fv.precision, jit=fv.jit, seed=fv.seed, snap=fv.snap, keep_checkpoints=fv.keep,
-                   gradient_checkpointing=fv.gradient_checkpointing, progress=True, aug=fv.aug,
-                   augpipe=fv.augpipe, aug_target=fv.aug_target, aug_p=fv.aug_p, ada_kimg=fv.ada_kimg,
-                   labels=fv.labels)
+        options["batch"] = CPU_BATCH
     TrainingOptions(**options)  # every flag checked before any work
     from tf3dstylegan.training.job import augmentation
     used = augmentation(fv.aug, fv.augpipe, fv.aug_target, fv.aug_p, fv.ada_kimg)
@@ -86,8 +69,8 @@ def main(fv, args):
               and name not in used]
     if unused:
         print(f"note: --aug {fv.aug} does not use {', '.join(unused)}: ignored and not recorded")
-    if batch != fv.batch:
-        print(f"no GPU: batch {batch} instead of {cfg.batch_size} (set --batch to change)")
+    if options["batch"] != fv.batch:
+        print(f"no GPU: batch {options['batch']} instead of {cfg.batch_size} (set --batch to change)")
     data = fv.data
     if data is None:
         from tf3dstylegan.data import demo_dataset

@@ -17,7 +17,6 @@ from scipy import ndimage
 from tf3dstylegan.config import resolution_log2_for_shape
 from tf3dstylegan.data.nifti import grid_affine, nifti_suffix
 
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".npz")
 NORMALIZATIONS = ("none", "minmax", "percentile")
 PERCENTILES = (0.5, 99.5)  # percentile normalisation: low over all voxels, high over the foreground
 DEFAULT_MAX_VOXELS = 2 ** 26  # larger claimed sizes are refused before reading (--max_voxels allows them); 2^26

@@ -2,16 +2,18 @@
 3D feature spaces (deepbet, MedicalNet ResNet-50), a memorisation check, and 95 % ranges for every value;
 for conditional generators the same per category or bin of a covariate, and a covariate effect check.
 
-Heavy modules (TensorFlow models) are imported lazily; `compute_metrics` is the entry point (see
-`tf3dstylegan.metrics.runner` and, for `by=` and `effect=`, `tf3dstylegan.metrics.per_condition`);
+Heavy modules (TensorFlow models) are imported lazily; `compute_metrics` is the entry point (defined in
+`tf3dstylegan.metrics.per_condition`, over `runner.evaluate`);
 `python -m tf3dstylegan metrics` is the command.
 """
 
 
-def compute_metrics(G, data, *args, **kwargs):
-    """See `tf3dstylegan.metrics.per_condition.compute_metrics` (`runner.compute_metrics` plus `by`, `effect`)."""
-    from tf3dstylegan.metrics.per_condition import compute_metrics as _compute
-    return _compute(G, data, *args, **kwargs)
+def __getattr__(name):
+    """`compute_metrics` (tf3dstylegan.metrics.per_condition), imported when first used."""
+    if name == "compute_metrics":
+        from tf3dstylegan.metrics.per_condition import compute_metrics
+        return compute_metrics
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["compute_metrics"]

@@ -15,7 +15,8 @@ from scipy import stats
 
 from tf3dstylegan.data import anatomy
 from tf3dstylegan.data.table import CONTINUOUS
-from tf3dstylegan.metrics import groups, labelled, mmd
+from tf3dstylegan.io import to_unit_range
+from tf3dstylegan.metrics import groups, labelled
 
 MEASURES = {"ventricle_volume": "ml"}  # measure -> unit (see measure_volumes)
 DEFAULT_STEPS = 5
@@ -79,14 +80,15 @@ def measure_volumes(volumes, voxel_size, measure="ventricle_volume") -> np.ndarr
     """float64 [b]: the measure of volumes [b, X, Y, Z, C] in [-1, 1] (ventricle volume in ml)."""
     if measure not in MEASURES:
         raise ValueError(f"unknown measure {measure!r} (measures: {', '.join(MEASURES)})")
-    unit = mmd.to_unit_range(volumes)
+    unit = to_unit_range(volumes)
     return np.array([anatomy.ventricle_volume(v, voxel_size) / 1000.0 for v in unit])
 
 
 def _generate(G, z, labels, batch_size, truncation_psi, noise_mode):
+    from tf3dstylegan.generate import sampler
+    sample = sampler(G, truncation_psi, noise_mode)
     for start in range(0, len(z), batch_size):
-        yield np.asarray(G(z[start:start + batch_size], truncation_psi=truncation_psi, noise_mode=noise_mode,
-                           labels=labels[start:start + batch_size]), np.float32)
+        yield sample(z[start:start + batch_size], labels[start:start + batch_size])
 
 
 def _slope_entries(prefix, fit):

@@ -52,17 +52,17 @@ class FeatureExtractors:
         if "slices" in spaces:
             from tf3dstylegan.metrics import inception
             path = inception_weights or weights.ensure_weights("inception", cache_dir, download=download)
-            loaded["slices"] = weights.load_weights("inception", path)
+            loaded["slices"] = weights.read_network_weights("inception", path)
             self.inception = inception.InceptionFeatures(loaded["slices"])
         if "deepbet" in spaces:
             from tf3dstylegan.metrics import deepbet
             path = deepbet_weights or weights.ensure_weights("deepbet", cache_dir, download=download)
-            loaded["deepbet"] = weights.load_weights("deepbet", path)
+            loaded["deepbet"] = weights.read_network_weights("deepbet", path)
             self.deepbet = deepbet.DeepbetFeatures(loaded["deepbet"])
         if "medicalnet" in spaces:
             from tf3dstylegan.metrics import medicalnet
             try:
-                loaded["medicalnet"] = medicalnet.load_weights(medicalnet_weights)
+                loaded["medicalnet"] = medicalnet.read_backbone_weights(medicalnet_weights)
             except ValueError as e:
                 raise ValueError(f"{medicalnet_weights}: {e}") from e
             self.medicalnet = medicalnet.MedicalNetFeatures(loaded["medicalnet"])

@@ -42,7 +42,11 @@ def spread_over_halves(statistic, sets, num_halves=NUM_HALVES, seed=0, level=LEV
 
 def centred_range(statistic, sets, value, num_halves=NUM_HALVES, seed=0, level=LEVEL):
     """(low, high): the quantile spread of statistic(*halves) around the halves' median, moved onto `value` (the
-    statistic of the full sets), so that low <= value <= high."""
+    statistic of the full sets), so that low <= value <= high. A statistic of several values gets a range each
+    (arrays of them, from the same halves)."""
     tail = (1.0 - level) / 2.0
-    low, median, high = np.quantile(_half_values(statistic, sets, num_halves, seed), [tail, 0.5, 1.0 - tail])
-    return float(value + low - median), float(value + high - median)
+    halves = np.asarray(_half_values(statistic, sets, num_halves, seed), np.float64)
+    low, median, high = np.quantile(halves, [tail, 0.5, 1.0 - tail], axis=0)
+    if low.ndim == 0:
+        return float(value + low - median), float(value + high - median)
+    return value + low - median, value + high - median

@@ -15,14 +15,6 @@ from tf3dstylegan.metrics import frechet, intervals, kid, memorisation, precisio
 MIN_SAMPLES = 8
 
 
-def _precision(generated, real):
-    return precision_recall.precision_recall(generated, real)[0]
-
-
-def _recall(generated, real):
-    return precision_recall.precision_recall(generated, real)[1]
-
-
 def _mean(values):
     return float(np.mean(values))
 
@@ -31,28 +23,30 @@ def _median(values):
     return float(np.median(values))
 
 
-FEATURE_METRICS = {  # metric -> [(result key, feature set name, statistic of (evaluated, reference))]
+# metric -> [(result key, feature set name, statistic of (evaluated, reference))]; a statistic of several values (one
+# k-NN pass gives precision and recall) has a tuple of keys.
+FEATURE_METRICS = {
     "fid_slices": [(f"fid_{plane}", plane, frechet.fid_from_features) for plane in slices.PLANES],
     "kid_slices": [(f"kid_{plane}", plane, kid.kid_from_features) for plane in slices.PLANES],
     "fid3d": [("fid3d", "deepbet", frechet.fid_from_features)],
     "kid3d": [("kid3d", "deepbet", kid.kid_from_features)],
-    "pr3d": [("precision3d", "deepbet", _precision), ("recall3d", "deepbet", _recall)],
+    "pr3d": [(("precision3d", "recall3d"), "deepbet", precision_recall.precision_recall)],
     "fid_medicalnet": [("fid_medicalnet", "medicalnet", frechet.fid_from_features)],
     "kid_medicalnet": [("kid_medicalnet", "medicalnet", kid.kid_from_features)],
-    "pr_medicalnet": [("precision_medicalnet", "medicalnet", _precision),
-                      ("recall_medicalnet", "medicalnet", _recall)],
+    "pr_medicalnet": [(("precision_medicalnet", "recall_medicalnet"), "medicalnet", precision_recall.precision_recall)],
 }
 
 
 class Measurement(NamedTuple):
-    key: str
+    key: object  # a result key, or a tuple of keys for a statistic of as many values
     statistic: Callable
     arrays: tuple
 
 
 def feature_measurements(metrics, prefix, evaluated, reference):
     """FID/KID/precision/recall measurements of feature sets {name: [N, D]} `evaluated` vs `reference`."""
-    return [Measurement(prefix + key, statistic, (evaluated[name], reference[name]))
+    return [Measurement(tuple(prefix + k for k in key) if isinstance(key, tuple) else prefix + key, statistic,
+                        (evaluated[name], reference[name]))
             for metric in metrics for key, name, statistic in FEATURE_METRICS.get(metric, [])]
 
 
@@ -71,11 +65,14 @@ def measure(measurements, num_halves=0, seed=0):
     """{key: value} plus `<key>_lo`, `<key>_hi`, `<key>_n` when num_halves > 0 (and samples suffice)."""
     results = {}
     for index, (key, statistic, arrays) in enumerate(measurements):
-        results[key] = float(statistic(*arrays))
+        keys = key if isinstance(key, tuple) else (key,)
+        values = np.reshape(np.asarray(statistic(*arrays), np.float64), len(keys))
+        results.update({k: float(v) for k, v in zip(keys, values, strict=True)})
         if num_halves and min(len(a) for a in arrays) >= MIN_SAMPLES:
-            low, high = intervals.centred_range(statistic, arrays, results[key], num_halves, seed=seed + index)
-            results[f"{key}_lo"], results[f"{key}_hi"] = low, high
-            results[f"{key}_n"] = float(len(arrays[0]))
+            low, high = intervals.centred_range(statistic, arrays, values if isinstance(key, tuple) else values[0],
+                                                num_halves, seed=seed + index)
+            for k, lo, hi in zip(keys, np.reshape(low, -1), np.reshape(high, -1), strict=True):
+                results[f"{k}_lo"], results[f"{k}_hi"], results[f"{k}_n"] = float(lo), float(hi), float(len(arrays[0]))
     return results
 
 

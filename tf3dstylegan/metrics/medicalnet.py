@@ -26,7 +26,6 @@ from tf3dstylegan.metrics.batched import BatchedModel
 BN_EPSILON = 1e-5
 STAGE_STRIDES = (1, 2, 1, 1)
 STAGE_DILATIONS = (1, 1, 2, 4)
-EXPANSION = 4
 PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 MAX_ELEMENTS = 1 << 27  # MedicalNet's ResNet-50 has 46 million weights, its largest (ResNet-200) about twice that
 
@@ -57,7 +56,7 @@ def backbone_weights(state):
     return weights
 
 
-def load_weights(path):
+def read_backbone_weights(path):
     """Backbone weights from a `.pth` (torch.save, read without torch) or `.npz` file, making no more arrays than
     MAX_ELEMENTS (checked before each allocation)."""
     from tf3dstylegan.metrics import torchsave, weights
@@ -145,7 +144,7 @@ class MedicalNetFeatures(BatchedModel):
     """Callable: [-1, 1] volumes [N, X, Y, Z, 1] -> pooled features [N, 2048] (float64)."""
 
     def __init__(self, weights, batch_size=2):
-        super().__init__(build_resnet(weights if isinstance(weights, dict) else load_weights(weights)), batch_size)
+        super().__init__(build_resnet(weights if isinstance(weights, dict) else read_backbone_weights(weights)), batch_size)
 
     def encode(self, inputs):
         """Features of already-preprocessed inputs [N, D, H, W, 1]."""

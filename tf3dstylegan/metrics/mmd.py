@@ -15,8 +15,3 @@ def batch_mmd2(x, y):
         raise ValueError(f"batches must be non-empty with equal sample sizes, got {x.shape} and {y.shape}")
     diff = x.mean(0) - y.mean(0)
     return float(diff.dot(diff))
-
-
-def to_unit_range(volumes):
-    """[-1, 1] volumes -> [0, 1] float32, clipped (the original MMD works on [0, 1] data)."""
-    return np.clip((np.asarray(volumes, np.float32) + 1.0) / 2.0, 0.0, 1.0)

@@ -1,6 +1,6 @@
 """Per-condition evaluation of a conditional generator: every metric within each group of one covariate
 (tf3dstylegan.metrics.groups), and the covariate effect check (tf3dstylegan.metrics.effects);
-`compute_metrics` is runner.compute_metrics with both added.
+`compute_metrics` is runner.evaluate with both added.
 
 A group's real volumes are the records whose labels fall in it; its generated volumes are made from the
 same latents as the overall ones (the same seed), with labels drawn from the group's real labels, so that
@@ -45,10 +45,10 @@ def compute_metrics(G, data, metrics=runner.DEFAULT_METRICS, num=1000, batch_siz
                     extractors=None, truncation_psi=1.0, noise_mode="const", intervals=0, train_data=None,
                     memorisation_png=None, by=None, effect=None, effect_steps=effects.DEFAULT_STEPS, labels=None,
                     label_encoding=None, cache_reals=False, **extractor_kwargs):
-    """runner.compute_metrics's results, plus with `by` ('sex', 'age:50,60,70' or a Grouping) the same metrics
+    """runner.evaluate's results, plus with `by` ('sex', 'age:50,60,70' or a Grouping) the same metrics
     within each group under results['by'] (evaluate_groups), and with `effect` ('age' or an Effect) the
     covariate effect check under results['effect'] (effects.covariate_effect, `effect_steps` covariate values
-    per latent; then `metrics` may be empty: the effect alone). Arguments as runner.compute_metrics."""
+    per latent; then `metrics` may be empty: the effect alone). Arguments as runner.evaluate."""
     metrics = tuple(metrics or ())
     if metrics or effect is None:
         metrics = runner.check_arguments(G, metrics, num, batch_size, reference, intervals)
@@ -56,7 +56,7 @@ def compute_metrics(G, data, metrics=runner.DEFAULT_METRICS, num=1000, batch_siz
         raise ValueError(f"need num >= 2 and batch_size >= 1, got {num} and {batch_size}")
     real, grouping, effect = resolve(G, data, by, effect, labels, label_encoding)
     extractors = extractors or runner.FeatureExtractors(metrics, **extractor_kwargs)
-    results = runner.compute_metrics(
+    results = runner.evaluate(
         G, data, metrics, num, batch_size, seed, reference, extractors, truncation_psi=truncation_psi,
         noise_mode=noise_mode, intervals=intervals, train_data=train_data, memorisation_png=memorisation_png,
         labels=labels, label_encoding=label_encoding, cache_reals=cache_reals,
@@ -90,7 +90,7 @@ def evaluate_groups(G, data, grouping, metrics, num, batch_size, reference, extr
         chosen = tuple(m for m in metrics if groups.min_volumes(m) <= num_evaluated)
         result = {"count": count, "num": num_evaluated}
         if chosen:
-            fakes = None if G is None else runner.generated_batches(
+            fakes = None if G is None else runner.sampled_volumes(
                 G, num_evaluated, batch_size, seed, truncation_psi, noise_mode,
                 labels=labelled.generator_labels(G, data.labels[rows], data.encoding))
             result.update(runner.evaluate_streams(fakes, data.volumes(batch_size, keep), chosen, num_evaluated,

@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 from tf3dstylegan import conditions
+from tf3dstylegan.io import to_unit_range
 from tf3dstylegan.metrics import extractors as feature_networks
 from tf3dstylegan.metrics import inception, labelled, measures, memorisation, mmd, msssim, real_cache, slices
 from tf3dstylegan.metrics import intervals as intervals_module
@@ -58,17 +59,18 @@ def real_batches(data, batch_size):
     return (np.asarray(batch, np.float32) for batch in data)
 
 
-def generated_batches(G, num, batch_size, seed, truncation_psi=1.0, noise_mode="const", labels=None):
-    """`num` generated volumes in batches: z ~ N(0, I) from a NumPy generator seeded with `seed`; for a
-    conditional G, labels drawn with replacement from the rows of `labels` [M, L] (a second stream, seeded
-    [seed, 1], so that the latents are the same with and without labels)."""
+def sampled_volumes(G, num, batch_size, seed, truncation_psi=1.0, noise_mode="const", labels=None):
+    """`num` generated volumes [b, X, Y, Z, C] in batches (generate.sampler: compiled): z ~ N(0, I) from a NumPy
+    generator seeded with `seed`; for a conditional G, labels drawn with replacement from the rows of `labels`
+    [M, L] (a second stream, seeded [seed, 1], so that the latents are the same with and without labels)."""
+    from tf3dstylegan.generate import sampler
     rng, label_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     if labels is not None and not len(labels):
         raise ValueError("no labels to draw the generated volumes' labels from")
+    sample = sampler(G, truncation_psi, noise_mode)
     for start in range(0, num, batch_size):
         z = rng.standard_normal((min(batch_size, num - start), G.latent_size)).astype(np.float32)
-        condition = {} if labels is None else {"labels": labels[label_rng.integers(0, len(labels), len(z))]}
-        yield np.asarray(G(z, truncation_psi=truncation_psi, noise_mode=noise_mode, **condition), np.float32)
+        yield sample(z, None if labels is None else labels[label_rng.integers(0, len(labels), len(z))])
 
 
 class VolumeReader:
@@ -101,13 +103,13 @@ class VolumeSummary:
 
     def add(self, volumes):  # volumes: [b, X, Y, Z, C] in [-1, 1]
         if "slices" in self.spaces:
-            for plane, images in slices.middle_slices(volumes).items():
+            for plane, images in slices.plane_slices(volumes).items():
                 self._add_features(plane, self.extractors.inception(inception.to_uint8_range(images)))
         for space in ("deepbet", "medicalnet"):
             if space in self.spaces:
                 self._add_features(space, getattr(self.extractors, space)(volumes))
         if "msssim" in self.metrics:
-            unit = mmd.to_unit_range(volumes)
+            unit = to_unit_range(volumes)
             if self._unpaired is not None:
                 unit = np.concatenate([self._unpaired[None], unit])
             self._unpaired = unit[-1] if len(unit) % 2 else None
@@ -182,7 +184,7 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
     summarise_reals = cached is None  # else only read (bMMD² of the fakes, the halves' disjointness)
     for start in range(0, num, batch_size):
         batch_a = reals.take(min(batch_size, num - start))
-        unit_a = mmd.to_unit_range(batch_a)
+        unit_a = to_unit_range(batch_a)
         if summarise_reals:
             real_a.add(batch_a)
         seen_a.update(_digest(v) for v in batch_a)
@@ -193,7 +195,7 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
                                  f"{fake_batch.shape[1:]}")
             fake.add(fake_batch)
             if "bmmd2" in metrics:
-                mmd_fake.append(mmd.batch_mmd2(mmd.to_unit_range(fake_batch), unit_a))
+                mmd_fake.append(mmd.batch_mmd2(to_unit_range(fake_batch), unit_a))
         if reference:
             batch_b = reals.take(len(batch_a))
             if any(_digest(v) in seen_a for v in batch_b):
@@ -201,7 +203,7 @@ def evaluate_streams(fake_batches, data, metrics, num, batch_size, reference, ex
             if summarise_reals:
                 real_b.add(batch_b)
                 if "bmmd2" in metrics:
-                    mmd_real.append(mmd.batch_mmd2(unit_a, mmd.to_unit_range(batch_b)))
+                    mmd_real.append(mmd.batch_mmd2(unit_a, to_unit_range(batch_b)))
     if entry and summarise_reals:
         try:
             real_cache.save(entry, {**real_a.to_arrays("a"), **real_b.to_arrays("b"),
@@ -254,9 +256,9 @@ def check_arguments(G, metrics, num, batch_size, reference, intervals):
     return check_metrics(metrics)
 
 
-def compute_metrics(G, data, metrics=DEFAULT_METRICS, num=1000, batch_size=8, seed=0, reference=True,
-                    extractors=None, truncation_psi=1.0, noise_mode="const", intervals=0, train_data=None,
-                    memorisation_png=None, labels=None, label_encoding=None, cache_reals=False, **extractor_kwargs):
+def evaluate(G, data, metrics=DEFAULT_METRICS, num=1000, batch_size=8, seed=0, reference=True, extractors=None,
+             truncation_psi=1.0, noise_mode="const", intervals=0, train_data=None, memorisation_png=None, labels=None,
+             label_encoding=None, cache_reals=False, **extractor_kwargs):
     """{metric key: value} for generator G against `data` (records folder, array or iterable of batches).
 
     G=None computes only the real-vs-real reference values. `intervals`: number of random halves for the
@@ -264,13 +266,13 @@ def compute_metrics(G, data, metrics=DEFAULT_METRICS, num=1000, batch_size=8, se
     `labels` [N, L] of the volumes in `data` (in `label_encoding`, default G's). `extractor_kwargs`:
     inception_weights, deepbet_weights, medicalnet_weights, cache_dir, download (see FeatureExtractors).
     cache_reals: compute what depends on a records folder's real volumes alone once, and keep it in cache_dir.
-    Per-condition metrics and the covariate effect: tf3dstylegan.metrics.per_condition.compute_metrics."""
+    Per-condition metrics and the covariate effect: tf3dstylegan.metrics.compute_metrics."""
     metrics = check_arguments(G, metrics, num, batch_size, reference, intervals)
     pool = None
     if G is not None and labelled.label_size(G):
         real = labelled.LabelledData.open(data, labels, label_encoding or conditions.label_encoding(G))
         pool = labelled.generator_labels(G, real.labels, real.encoding)
     extractors = extractors or FeatureExtractors(metrics, **extractor_kwargs)
-    fakes = generated_batches(G, num, batch_size, seed, truncation_psi, noise_mode, pool) if G is not None else None
+    fakes = sampled_volumes(G, num, batch_size, seed, truncation_psi, noise_mode, pool) if G is not None else None
     return evaluate_streams(fakes, data, metrics, num, batch_size, reference, extractors, intervals, seed,
                             train_data, memorisation_png, cache_reals, extractor_kwargs.get("cache_dir"))

@@ -6,8 +6,7 @@ the original's single FID slice (`[..., D2 // 2]`) is the axial one.
 """
 import numpy as np
 
-PLANES = ("sagittal", "axial", "coronal")
-PLANE_AXIS = {"sagittal": 1, "coronal": 2, "axial": 3}  # the fixed axis of a [B, X, Y, Z, C] array
+from tf3dstylegan.io import PLANE_AXIS, PLANES  # the fixed axis of an [X, Y, Z] volume; batches: that + 1
 
 
 def middle_slice(volumes, plane):
@@ -17,10 +16,10 @@ def middle_slice(volumes, plane):
         raise ValueError(f"volumes must be [B, X, Y, Z, C], got shape {volumes.shape}")
     if plane not in PLANE_AXIS:
         raise ValueError(f"unknown plane {plane!r}; choose from {PLANES}")
-    axis = PLANE_AXIS[plane]
+    axis = PLANE_AXIS[plane] + 1
     return np.take(volumes, volumes.shape[axis] // 2, axis=axis)
 
 
-def middle_slices(volumes):
-    """{plane: [B, h, w, C]} for sagittal, axial and coronal."""
+def plane_slices(volumes):
+    """{plane: [B, h, w, C]}: the middle slice of each plane (sagittal, coronal, axial) of a batch."""
     return {plane: middle_slice(volumes, plane) for plane in PLANES}

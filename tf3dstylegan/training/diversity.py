@@ -12,7 +12,7 @@ import itertools
 import keras
 import numpy as np
 
-from tf3dstylegan.metrics.mmd import to_unit_range
+from tf3dstylegan.io import to_unit_range
 from tf3dstylegan.metrics.msssim import WEIGHTS, pairwise_ms_ssim
 
 PAIRS = 16

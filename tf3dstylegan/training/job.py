@@ -16,6 +16,7 @@ TRAINING_FIELDS = ("g_lr", "d_lr", "adam_beta1", "adam_beta2", "adam_epsilon", "
                    "pl_batch_shrink", "g_reg_interval", "d_loss", "d_gamma", "d_reg_interval", "ema_kimg",
                    "mirror_augment")
 PYTHON_DATA = "python function"
+AUGMENT_OPTIONS = ("aug", "augpipe", "aug_target", "aug_p", "ada_kimg")  # recorded only where the mode uses them
 DEMO_PREFIX = "mni152-demo-"
 
 

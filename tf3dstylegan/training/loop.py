@@ -26,7 +26,7 @@ from tf3dstylegan.io import (encode_png, on_terminal, preview_grid, progress_bar
                              write_json_atomic)
 from tf3dstylegan.training import stats
 from tf3dstylegan.training.diversity import DiversityProbe
-from tf3dstylegan.training.job import check_network_file, job_identity
+from tf3dstylegan.training.job import AUGMENT_OPTIONS, check_network_file, job_identity
 from tf3dstylegan.training.options import TrainingOptions
 from tf3dstylegan.training.runs import RunLock, resolve_run
 
@@ -44,11 +44,10 @@ class TrainingInterrupted(RuntimeError):
 def train(config, data=None, outdir="runs", *, metrics=None, log=print, **options):
     """Train G and D; returns the run folder.
 
-    config: a Config or preset name. data: a TFRecords folder, None for the demo dataset, or a function
-    (input_context, start_step) -> tf.data.Dataset of per-replica batches [b, X, Y, Z, C] in [-1, 1].
-    metrics: None or a function G_ema -> {name: float}, evaluated at each snapshot. options: the fields of
-    TrainingOptions (kimg, batch, strategy, gpus, resume, precision, jit, seed, snap, keep_checkpoints,
-    gradient_checkpointing, progress, aug, augpipe, aug_target, aug_p, labels).
+    config: a Config or preset name. data: a TFRecords folder, None for the demo dataset, or a function of the
+    backend's trainer (TensorFlow: (input_context, start_step) -> tf.data.Dataset of per-replica batches; JAX:
+    start_step -> iterator of NumPy batches), batches [b, X, Y, Z, C] in [-1, 1]. metrics: None or a function
+    G_ema -> {name: float}, evaluated at each snapshot. options: fields of TrainingOptions (each with its help).
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     opts = TrainingOptions(**options).resolved(cfg)
@@ -75,8 +74,7 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
             log(f"initialised G, D and G_ema from {resume_from}")
         batches = trainer.batches(data, trainer.counters[0])
         if trainer.chief:  # the lock made the run folder
-            write_json_atomic(run_dir / "training_options.json", _options_record(cfg, opts, trainer, resume_from,
-                                                                                job))
+            write_json_atomic(run_dir / "training_options.json", options_record(cfg, opts, trainer, resume_from, job))
             log(f"run folder {run_dir} ({trainer.description}, batch {opts.batch}, {opts.precision})")
         diversity = DiversityProbe(cfg, data, opts.seed, trainer.label_table) if trainer.chief else None
         with _StopRequests() as stop:
@@ -109,15 +107,14 @@ def make_trainer(cfg, opts, label_table, checkpoint_dir):
     return module.Trainer(cfg, opts, label_table, checkpoint_dir)
 
 
-def _options_record(cfg, opts, trainer, resume_from, job):
-    """What training_options.json holds: the config (with the batch used), the run's options (augmentation
-    options only where they are used) and its job (training.job)."""
-    return dict(config=cfg.to_dict(), data=job["data"], kimg=opts.kimg, batch=opts.batch, backend=backend.name(),
-                strategy=trainer.description, num_replicas=trainer.num_replicas,
-                precision=opts.precision, jit=opts.jit, seed=opts.seed, snap=opts.snap,
-                keep_checkpoints=opts.keep_checkpoints, gradient_checkpointing=opts.gradient_checkpointing,
-                **job["augment"], labels=cfg.label_size > 0, resume=str(resume_from) if resume_from else None,
-                job=job)
+def options_record(cfg, opts, trainer, resume_from, job):
+    """What training_options.json holds: every TrainingOptions field (augmentation options only where the mode uses
+    them), the config (with the batch used), the backend and devices, and the run's job (training.job)."""
+    record = {name: value for name, value in opts.record().items() if name not in AUGMENT_OPTIONS}
+    record.update(job["augment"], labels=cfg.label_size > 0, resume=str(resume_from) if resume_from else None,
+                  strategy=opts.strategy if isinstance(opts.strategy, str) else trainer.description)
+    return dict(config=cfg.to_dict(), data=job["data"], backend=backend.name(), devices=trainer.description,
+                num_replicas=trainer.num_replicas, **record, job=job)
 
 
 def _conditioning(cfg, data, opts):

@@ -1,5 +1,9 @@
-"""`TrainingOptions`: how one run is trained (beside the preset's model and loss settings), checked once,
-and what `training_options.json` records."""
+"""`TrainingOptions`: how one run is trained (beside the preset's model and loss settings), checked once.
+
+Each option is declared once, as a field with its help text: train.py's flags (commands/train.py), the record in
+`training_options.json` (training.loop) and `train()`'s keyword arguments all come from these fields, so a new
+option is one new field.
+"""
 import dataclasses
 import math
 from typing import Optional
@@ -9,35 +13,47 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 MIN_ADA_KIMG = 0.001  # faster is a jump of p, and at 1e-300 the step 1 / (ada_kimg * 1000) overflows to inf
 
 
+def option(default, help, choices=None):  # noqa: A002 (absl's word)
+    """A TrainingOptions field: its default, its help text (the flag's) and, for an enum, its choices."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingOptions:
-    """kimg: thousands of real volumes to show D (None: the preset's total_kimg). batch: global batch (None: the
-    preset's batch_size). resume: "auto" (latest run of this config), None/"none", a run folder, or a network file
-    (.pkl/.keras) that initialises G, D and G_ema. snap: ticks between .keras/preview snapshots (None: the
-    preset's snapshot_ticks). gradient_checkpointing: recompute block activations in the backward pass.
-    aug: adaptive discriminator augmentation, "ada" (p adjusted toward aug_target), "fixed" (p = aug_p) or "none";
-    augpipe: its transforms (training.augment.PIPELINES, e.g. "bgc"); options an aug mode does not use are not
-    recorded (training.job.augmentation). labels: train on the data's covariates
-    (None: whenever the records folder has them; True with the demo data: its conditional variant)."""
+    """How a run is trained: the fields below (each with its help text); see also `resolved`."""
 
-    kimg: Optional[float] = None
-    batch: Optional[int] = None
-    strategy: str = "auto"
-    gpus: Optional[int] = None
-    resume: Optional[str] = "auto"
-    precision: str = "float32"
-    jit: bool = False
-    seed: int = 0
-    snap: Optional[int] = None
-    keep_checkpoints: int = 3
-    gradient_checkpointing: bool = False
-    progress: bool = False
-    aug: str = "none"
-    augpipe: str = "bgc"
-    aug_target: float = 0.6
-    aug_p: Optional[float] = None
-    ada_kimg: float = 500.0
-    labels: Optional[bool] = None
+    kimg: Optional[float] = option(None, "Train until D has seen this many thousand real volumes (default: the "
+                                         "preset's total_kimg).")
+    batch: Optional[int] = option(None, "Global minibatch, split over all replicas (default: the preset's "
+                                        "batch_size; train.py uses at most 4 for 2 mm and finer without a GPU).")
+    strategy: str = option("auto", "How to use several devices: auto (TensorFlow: multi-worker when TF_CONFIG is "
+                                   "set, mirrored over several GPUs; JAX: DataParallel over all devices), default, "
+                                   "mirrored or multiworker (JAX: jax.distributed).", STRATEGIES)
+    gpus: Optional[int] = option(None, "Use only the first N GPUs (default: all visible).")
+    resume: Optional[str] = option("auto", "auto (the latest run of this config with the same job), none, a run "
+                                           "folder, or a .pkl/.keras network that initialises G, D and G_ema.")
+    precision: str = option("float32", "Compute precision (float32 master weights; JAX: float32 or "
+                                       "mixed_bfloat16).", PRECISIONS)
+    jit: bool = option(False, "TensorFlow: compile the whole training step with XLA (GPUs; slow on the CPU). The "
+                              "JAX step is always compiled.")
+    seed: int = option(0, "Random seed (weights, latents, data order).")
+    snap: Optional[int] = option(None, "Ticks between G_ema .keras snapshots and preview PNGs (default: the preset's "
+                                       "snapshot_ticks; checkpoints: every tick).")
+    keep_checkpoints: int = option(3, "Checkpoints to keep.")
+    gradient_checkpointing: bool = option(False, "Recompute block activations in the backward pass (less memory).")
+    progress: bool = option(True, "A live progress bar within each tick (on a terminal only).")
+    aug: str = option("none", "Discriminator augmentation: ada (p adapts toward --aug_target), fixed (p = --aug_p) "
+                              "or none. For small datasets: ada. Options a mode does not use are not recorded.",
+                      ("ada", "fixed", "none"))
+    augpipe: str = option("bgc", "Augmentations: letters b (integer translation), g (scaling, rotation, anisotropy, "
+                                 "fractional translation), c (brightness, contrast, gamma), f (bias field), "
+                                 "n (noise), o (cutout), x (left-right flip), e.g. bgc, bgcf.")
+    aug_target: float = option(0.6, "ADA's target for r_t = E[sign(D(reals))].")
+    aug_p: Optional[float] = option(None, "Augmentation probability: constant with --aug fixed, the start with ada.")
+    ada_kimg: float = option(500.0, "ADA's speed: thousands of volumes over which p can go from 0 to 1 (lower it "
+                                    "for short runs).")
+    labels: Optional[bool] = option(None, "Condition on the data's covariates (default: whenever the records folder "
+                                          "has labels; with the demo data: its conditional variant, age and sex).")
 
     def __post_init__(self):
         if self.kimg is not None and (isinstance(self.kimg, bool) or not math.isfinite(self.kimg) or self.kimg <= 0):
@@ -48,13 +64,11 @@ class TrainingOptions:
                 raise ValueError(f"--{name}: must be an integer >= {low}, got {value!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 31:
             raise ValueError(f"--seed: must be an integer in [0, 2**31), got {self.seed!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision: must be one of {PRECISIONS}, got {self.precision!r}")
-        if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
-            raise ValueError(f"--strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
-        from tf3dstylegan.training.augment import MODES, parse_pipeline
-        if self.aug not in MODES:
-            raise ValueError(f"--aug: must be one of {MODES}, got {self.aug!r}")
+        for field in dataclasses.fields(self):
+            choices, value = field.metadata.get("choices"), getattr(self, field.name)
+            if choices and isinstance(value, str) and value not in choices:
+                raise ValueError(f"--{field.name}: must be one of {choices}, got {value!r}")
+        from tf3dstylegan.training.augment import parse_pipeline
         try:
             parse_pipeline(self.augpipe)
         except ValueError as err:
@@ -78,3 +92,8 @@ class TrainingOptions:
         """A copy with kimg, batch and snap taken from the preset where they were left open."""
         return dataclasses.replace(self, kimg=cfg.total_kimg if self.kimg is None else self.kimg,
                                    batch=self.batch or cfg.batch_size, snap=self.snap or cfg.snapshot_ticks)
+
+    def record(self):
+        """The options as training_options.json holds them (JSON values)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+

@@ -17,7 +17,7 @@ from tf3dstylegan.training.augment import build_augment
 from tf3dstylegan.training.optimizers import make_optimizer
 from tf3dstylegan.training.transfer import MODELS, initialize_from
 
-PRECISIONS = ("float32", "mixed_bfloat16")  # float16 needs loss scaling, which this step does not do
+JAX_PRECISIONS = ("float32", "mixed_bfloat16")  # float16 needs loss scaling, which this step does not do
 OPTIMIZERS = ("g_opt", "d_opt")
 
 
@@ -25,9 +25,9 @@ class Trainer:
     """G, D, G_ema, their optimizers and the jitted step of one run, on every local JAX device."""
 
     def __init__(self, cfg, opts, label_table, checkpoint_dir):
-        if opts.precision not in PRECISIONS:
+        if opts.precision not in JAX_PRECISIONS:
             raise ValueError(f"--precision: {opts.precision} is not supported on the JAX backend; use one of "
-                             f"{', '.join(PRECISIONS)}")
+                             f"{', '.join(JAX_PRECISIONS)}")
         if os.environ.get("JAX_COORDINATOR_ADDRESS") or opts.strategy == "multiworker":
             keras.distribution.initialize()  # jax.distributed: every host runs the same command
         devices = jax.devices()

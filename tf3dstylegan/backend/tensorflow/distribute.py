@@ -3,7 +3,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+from tf3dstylegan.training.options import STRATEGIES
 
 
 def make_strategy(kind="auto", gpus=None, devices=None):
