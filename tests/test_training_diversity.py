@@ -1,4 +1,5 @@
-"""Diversity during training (MS-SSIM of generated and real pairs) and the TensorBoard previews of a real run."""
+"""Diversity during training (MS-SSIM of generated and real pairs, on the TensorFlow and JAX trainers) and the
+TensorBoard previews of a real run."""
 import json
 
 import keras
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from backends import run_on
 from tf3dstylegan import load_config
 from tf3dstylegan.data import RecordWriter
 from tf3dstylegan.metrics.msssim import ms_ssim_3d
@@ -109,3 +111,30 @@ def test_a_training_run_logs_diversity_and_puts_each_preview_in_tensorboard(tmp_
         assert (previews[step].height, previews[step].width) == stored.shape[:2]
         np.testing.assert_array_equal(in_tensorboard, stored)
         assert stored.std() > 0
+
+
+JAX_TRAIN = """
+import json, sys, numpy as np
+from tf3dstylegan import load_config
+from tf3dstylegan.training import train
+out, fields = sys.argv[1], json.loads(sys.argv[2])
+train(load_config("2mm-fd16", **fields), out + "/data", out + "/runs", kimg=0.008, seed=5, snap=1)
+"""
+
+
+@pytest.mark.slow
+def test_the_jax_trainer_logs_diversity_too(tmp_path):
+    cfg = load_config("2mm-fd16", **SMALL)
+    volumes = smooth_volumes(2 * PAIRS, cfg.img_shape, seed=2)
+    write_records(tmp_path / "data", volumes)
+    run_on("jax", JAX_TRAIN, tmp_path, json.dumps(SMALL))  # without TensorFlow
+    (run,) = (tmp_path / "runs").iterdir()
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    reals = np.mean([ms_ssim_3d(volumes[i], volumes[i + 1]) for i in range(0, 2 * PAIRS, 2)])
+    assert [r["nimg"] for r in records] == [4, 8]
+    assert all(r["diversity/msssim_reals"] == pytest.approx(reals, abs=1e-6) for r in records)
+    assert all(0 < r["diversity/msssim_fakes"] <= 1 for r in records)
+    (events_file,) = run.glob("events.out.tfevents.*")
+    events = list(tf.compat.v1.train.summary_iterator(str(events_file)))
+    scalars = {(e.step, v.tag): v.simple_value for e in events for v in e.summary.value if v.HasField("simple_value")}
+    assert scalars[(8, "diversity/msssim_fakes")] == pytest.approx(records[-1]["diversity/msssim_fakes"])
