@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from spectra import high_frequency_fraction
 from step_timing import step_records, time_steps
 
 flags.DEFINE_enum("what", "step", ["step", "train", "summary"],
@@ -77,16 +78,6 @@ def step_time():
     for record in step_records(wall, cpu, pipeline=FLAGS.pipeline, batch=batch,
                                img_shape=list(cfg.img_shape)):
         print(json.dumps(record), flush=True)
-
-
-def high_frequency_fraction(volumes, cutoff=0.25):
-    """Stripes as a number: the mean over volumes [N, X, Y, Z, C] of the share of spectral power (mean removed) at
-    spatial frequencies above `cutoff` cycles per voxel along any axis (Nyquist is 0.5)."""
-    v = np.asarray(volumes, np.float64)[..., 0]
-    power = np.abs(np.fft.fftn(v - v.mean(axis=(1, 2, 3), keepdims=True), axes=(1, 2, 3))) ** 2
-    grids = np.meshgrid(*(np.abs(np.fft.fftfreq(n)) for n in v.shape[1:]), indexing="ij")
-    high = np.maximum.reduce(grids) > cutoff
-    return float(np.mean(power[:, high].sum(1) / power.reshape(len(v), -1).sum(1)))
 
 
 def train_run():

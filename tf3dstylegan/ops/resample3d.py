@@ -105,45 +105,68 @@ def _tensorflow_resample():
     return linear_with_adjoint(resample, resample_adjoint, jit=True)
 
 
-def _along(x, axis, start, stop):
-    """x[..., start:stop, ...] on axis `axis` (static bounds)."""
-    return x[(slice(None),) * axis + (slice(start, stop),)]
-
-
 def _mirror_pad(x, axis, pad):
     """x padded by `pad` voxels on both ends of `axis`, mirrored at the end voxels' centres (as `reflect`)."""
     n = x.shape[axis]
-    folded = (n - 1) - np.abs(np.mod(np.arange(-pad, n + pad), 2 * (n - 1)) - (n - 1))
+    if pad < n:
+        return ops.pad(x, [[pad, pad] if a == axis else [0, 0] for a in range(len(x.shape))], mode="reflect")
+    folded = (n - 1) - np.abs(np.mod(np.arange(-pad, n + pad), 2 * (n - 1)) - (n - 1))   # several folds
     return ops.take(x, folded.astype("int32"), axis=axis)
 
 
+def _filter_along(x, axis, kernel):
+    """Valid correlation along spatial axis `axis` (1, 2 or 3) of x [B, X, Y, Z, C * I] with kernel [K, I, O]
+    (NumPy), each channel c alone (its inputs c * I + i, its outputs c * O + o): [B, ..., n - K + 1, ..., C * O]."""
+    taps, inputs, outputs = kernel.shape
+    channels = x.shape[-1] // inputs
+    weights = np.zeros((taps, channels, inputs, channels, outputs), np.float32)   # block-diagonal in c
+    for c in range(channels):
+        weights[:, c, :, c, :] = kernel
+    spatial = [taps if a == axis - 1 else 1 for a in range(3)]
+    weights = weights.reshape(spatial + [channels * inputs, channels * outputs])
+    return ops.conv(x, ops.convert_to_tensor(weights, x.dtype), padding="valid")
+
+
+def _split_pairs(x, axis):
+    """[B, .., 2m, .., C] -> [B, .., m, .., C * 2]: samples 2j and 2j + 1 of `axis` side by side (channel c * 2 + r)."""
+    shape = [-1 if d is None else d for d in x.shape]
+    pairs = ops.reshape(x, shape[:axis] + [shape[axis] // 2, 2] + shape[axis + 1:])
+    return ops.reshape(ops.moveaxis(pairs, axis + 1, -1), shape[:axis] + [shape[axis] // 2] + shape[axis + 1:-1]
+                       + [shape[-1] * 2])
+
+
+def _merge_pairs(x, axis):
+    """The inverse of _split_pairs: [B, .., m, .., C * 2] -> [B, .., 2m, .., C]."""
+    shape = [-1 if d is None else d for d in x.shape]
+    pairs = ops.moveaxis(ops.reshape(x, shape[:-1] + [shape[-1] // 2, 2]), -1, axis + 1)
+    return ops.reshape(pairs, shape[:axis] + [2 * shape[axis]] + shape[axis + 1:-1] + [shape[-1] // 2])
+
+
 def upsample2x(x, axis, taps=LOWPASS):
-    """x [..., n, ...] -> [..., 2n, ...] along `axis`: zero insertion and the lowpass (gain 2 per axis). The new
-    samples 2i and 2i + 1 lie at i - 1/4 and i + 1/4 of the old voxel i, so the doubled grid is centred as the old
-    one: output 2m + r reads x[m + o] through tap k where o = (r - k + L/2 - 1) / 2 is an integer."""
-    size, half = x.shape[axis], len(taps) // 2
-    reads = [[((r - k + half - 1) // 2, 2.0 * tap) for k, tap in enumerate(taps) if (r - k + half - 1) % 2 == 0]
-             for r in (0, 1)]
-    pad = max(abs(o) for phase in reads for o, _ in phase)
-    padded = _mirror_pad(x, axis, pad)
-    phases = [sum(tap * _along(padded, axis, pad + o, pad + o + size) for o, tap in phase) for phase in reads]
-    shape = list(x.shape)
-    shape[axis] = 2 * size
-    return ops.reshape(ops.stack(phases, axis=axis + 1), [-1 if d is None else d for d in shape])
+    """x [B, X, Y, Z, C] -> 2n samples on spatial axis `axis` (1, 2, 3): zero insertion and the lowpass (gain 2 per
+    axis). The new samples 2i and 2i + 1 lie at i - 1/4 and i + 1/4 of the old voxel i, so the doubled grid is
+    centred as the old one: output 2m + r reads x[m + o] through tap k where o = (r - k + L/2 - 1) / 2 is an
+    integer (the two polyphase kernels: one convolution with two outputs per channel)."""
+    half = len(taps) // 2
+    pad = half // 2
+    kernel = np.zeros((2 * pad + 1, 1, 2), np.float32)                     # [window, input, phase]
+    for r in (0, 1):
+        for k, tap in enumerate(taps):
+            if (r - k + half - 1) % 2 == 0:
+                kernel[pad + (r - k + half - 1) // 2, 0, r] = 2.0 * tap
+    return _merge_pairs(_filter_along(_mirror_pad(x, axis, pad), axis, kernel), axis)
 
 
 def downsample2x(x, axis, taps=LOWPASS):
-    """x [..., 2n, ...] -> [..., n, ...] along `axis`: the lowpass, then every second sample; output i is centred
-    on inputs 2i and 2i + 1 (the inverse grid of upsample2x): y[i] = sum_k taps[k] x[2i + L/2 - k]."""
-    size, half = x.shape[axis] // 2, len(taps) // 2
+    """x [B, X, Y, Z, C] with 2n samples on spatial axis `axis` -> n: the lowpass, then every second sample; output
+    i is centred on inputs 2i and 2i + 1 (the inverse grid of upsample2x): y[i] = sum_k taps[k] x[2i + 1 - L/2 + k],
+    i.e. with p = x mirrored by L/2 less one voxel each side, taps[2q + r] on p[2(i + q) + r] (polyphase)."""
+    half = len(taps) // 2
     padded = _mirror_pad(x, axis, half)                                    # padded[j + L/2] = x[j]
-    shape = list(padded.shape)
-    shape[axis:axis + 1] = [size + half, 2]
-    pairs = ops.reshape(padded, [-1 if d is None else d for d in shape])   # [..., n + L/2, 2 (even, odd), ...]
-    even, odd = ops.take(pairs, 0, axis=axis + 1), ops.take(pairs, 1, axis=axis + 1)
-    # padded[2i + L - k] is even[i + (L - k) / 2] for even k, odd[i + (L - k - 1) / 2] for odd k
-    return sum(tap * _along(odd if k % 2 else even, axis, (2 * half - k) // 2, (2 * half - k) // 2 + size)
-               for k, tap in enumerate(taps))
+    inner = [slice(None)] * 5
+    inner[axis] = slice(1, -1)
+    kernel = np.array(taps, np.float32).reshape(half, 2, 1)                # [q, r, output]
+    return _filter_along(_split_pairs(padded[tuple(inner)], axis), axis, kernel)
 
 
 _DOUBLED_SHIFT = np.array([[1, 1, 1, 2], [1, 1, 1, 2], [1, 1, 1, 2], [1, 1, 1, 1]], np.float32)
