@@ -98,7 +98,8 @@ def test_each_transform_is_the_identity_at_p0_and_changes_the_volume_at_p1(name)
     assert np.all(np.isfinite(y)) and np.abs(y - x.numpy()).max() > 0.05
     np.testing.assert_array_equal(pipe(x, SEED).numpy(), y)  # stateless: the seed decides
     assert np.abs(pipe(x, SEED + 1).numpy() - y).max() > 0
-    if name in augment.GEOMETRIC:  # trilinear resampling of mirrored data never leaves the input's range
+    if name in ("xflip", "xint"):  # whole-voxel moves never leave the input's range (the lowpass of the others
+        # overshoots: tests/test_resample_antialiased.py bounds it)
         assert x.numpy().min() - 1e-6 <= y.min() and y.max() <= x.numpy().max() + 1e-6
 
 

@@ -3,10 +3,12 @@
 As StyleGAN2-ADA (Karras et al. 2020) in 2D: every image D sees (reals and fakes) goes through the pipe,
 and each transform is applied to each sample independently with probability p. While p stays below ~0.8
 the augmented distributions stay distinct, so G does not learn the augmentations ("non-leaking"). The
-geometric transforms compose into one affine map per sample, applied by trilinear resampling with mirror
-reflection at the borders; the intensity transforms follow. All draws are stateless, from a seed per call
-(`tf3dstylegan.backend.StatelessRandom`), so a training step stays reproducible after a resume. Gradients flow
-to the input volumes (any order).
+geometric transforms compose into one affine map per sample, applied with mirror reflection at the borders: by
+trilinear resampling where only flips and integer translations are on (exact: they land on voxels), else without
+aliasing, as ADA does (2x upsampling and downsampling through a lowpass around the trilinear resampling,
+`ops.resample3d.antialiased_resample`), so that the transforms leak no stripes into G. The intensity transforms
+follow. All draws are stateless, from a seed per call (`tf3dstylegan.backend.StatelessRandom`), so a training step
+stays reproducible after a resume. Gradients flow to the input volumes (any order).
 
 Transforms (in the order applied; ADA's strengths where ADA has the transform):
   xflip       left-right flip (axis X), half of the time (only on request: brains are not symmetric)
@@ -30,7 +32,7 @@ import keras
 from keras import ops
 
 from tf3dstylegan import backend
-from tf3dstylegan.ops.resample3d import affine_resample
+from tf3dstylegan.ops.resample3d import affine_resample, antialiased_resample
 
 TRANSFORMS = ("xflip", "xint", "scale", "rotate", "aniso", "xfrac",
               "bias_field", "gamma", "brightness", "contrast", "noise", "cutout")
@@ -153,8 +155,9 @@ class AugmentPipe:
         p = ops.cast(self.p, "float32")
         has, s = self.transforms.__contains__, self.strengths
         if any(map(has, GEOMETRIC)):
-            matrix, moved = self._geometry(draws, batch, p, shape)
-            x = affine_resample(x, matrix, moved)
+            matrix, on_grid, off_grid = self._geometry(draws, batch, p, shape)
+            x = affine_resample(x, matrix, ops.logical_and(on_grid, ops.logical_not(off_grid)))  # exact
+            x = antialiased_resample(x, matrix, off_grid)
 
         def chance():
             return draws.uniform((batch,)) < p
@@ -183,7 +186,8 @@ class AugmentPipe:
         return ops.cast(x, images.dtype)
 
     def _geometry(self, draws, batch, p, shape):
-        """(matrix [B, 4, 4] from centred output to centred input voxel coordinates, moved [B] bool)."""
+        """(matrix [B, 4, 4] from centred output to centred input voxel coordinates, on_grid [B] bool: flipped or
+        shifted by whole voxels, off_grid [B] bool: moved by any other transform)."""
         s, sizes = self.strengths, ops.convert_to_tensor(shape, "float32")
         matrix, moved = ops.tile(ops.eye(4)[None], (batch, 1, 1)), ops.zeros((batch,), "bool")
 
@@ -200,6 +204,7 @@ class AugmentPipe:
             on = chance()
             shift = ops.round((draws.uniform((batch, 3)) * 2.0 - 1.0) * s["xint_max"] * sizes)
             matrix, moved = then(translation(-ops.where(on[:, None], shift, 0.0)), on)
+        on_grid, moved = moved, ops.zeros((batch,), "bool")  # from here: moved off the voxel grid
         if "scale" in self.transforms:
             on = chance()
             factor = ops.where(on, _exp2(draws.normal((batch,)) * s["scale_std"]), 1.0)
@@ -218,7 +223,7 @@ class AugmentPipe:
             on = chance()
             shift = draws.normal((batch, 3)) * s["xfrac_std"] * sizes
             matrix, moved = then(translation(-ops.where(on[:, None], shift, 0.0)), on)
-        return matrix, moved
+        return matrix, on_grid, moved
 
     def update(self, real_sign_mean, step, batch_size):
         """ADA's heuristic after training step `step` (0-based; on the host).

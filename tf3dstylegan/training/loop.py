@@ -25,6 +25,7 @@ from tf3dstylegan.data.provenance import recorded_normalization
 from tf3dstylegan.io import (encode_png, on_terminal, preview_grid, progress_bar, write_bytes_atomic,
                              write_json_atomic)
 from tf3dstylegan.training import stats
+from tf3dstylegan.training.diversity import DiversityProbe
 from tf3dstylegan.training.job import AUGMENT_OPTIONS, check_network_file, job_identity
 from tf3dstylegan.training.options import TrainingOptions
 from tf3dstylegan.training.runs import RunLock, resolve_run
@@ -75,8 +76,9 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
         if trainer.chief:  # the lock made the run folder
             write_json_atomic(run_dir / "training_options.json", options_record(cfg, opts, trainer, resume_from, job))
             log(f"run folder {run_dir} ({trainer.description}, batch {opts.batch}, {opts.precision})")
+        diversity = DiversityProbe(cfg, data, opts.seed, trainer.label_table) if trainer.chief else None
         with _StopRequests() as stop:
-            _loop(trainer, batches, run_dir, opts, metrics, log, stop)
+            _loop(trainer, batches, run_dir, opts, metrics, diversity, log, stop)
     return run_dir
 
 
@@ -136,7 +138,7 @@ def _conditioning(cfg, data, opts):
     return cfg.replace(label_size=int(labels.shape[1]), label_encoding=encoded), labels.astype(np.float32)
 
 
-def _loop(trainer, batches, run_dir, opts, metrics, log, stop):
+def _loop(trainer, batches, run_dir, opts, metrics, diversity, log, stop):
     cfg, batch, total_nimg, chief = trainer.cfg, opts.batch, int(round(1000 * opts.kimg)), trainer.chief
     tick_nimg = min(cfg.tick_kimg * 1000, total_nimg / 10)  # short runs still report (and save) ten times
     stats_writer = stats.StatsWriter(run_dir) if chief else None
@@ -176,6 +178,7 @@ def _loop(trainer, batches, run_dir, opts, metrics, log, stop):
         trainer.save(step)
         if chief and (tick % opts.snap == 0 or done or stop.requested):
             record.update(_snapshot(trainer.G_ema, run_dir, grid_z, grid_labels, nimg, metrics, stats_writer))
+            record.update(diversity(trainer.G_ema))
         if chief:
             stats_writer.write(record)
             log(stats.progress_line(record))

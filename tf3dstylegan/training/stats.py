@@ -64,6 +64,10 @@ def progress_line(record):
                        ("pl_mean", "pl_mean"), ("aug/p", "p")):
         if key in record:
             parts.append(f"{label} {record[key]:.4f}")
+    if "diversity/msssim_fakes" in record:  # a snapshot's diversity: generated pairs (real pairs)
+        reals = record.get("diversity/msssim_reals")
+        parts.append(f"msssim {record['diversity/msssim_fakes']:.4f}"
+                     + (f" (reals {reals:.4f})" if reals is not None else ""))
     parts.append(f"mem {record['memory_mb']:.0f}MB")
     return "  ".join(parts)
 
