@@ -70,10 +70,10 @@ EXAMPLES = {
     "--outdir out/interp": ("run", ["--frames", "3"]),
     "python project.py --network runs/00000-demo --target out/seeds/seed0003.nii.gz --outdir out/proj --steps 200":
         ("run", ["--steps", "20"]),
-    "python project.py --network runs/conditional/00000-demo --target out/seeds/seed0003.nii.gz --cond age=60,sex=F --space w "
-    "--outdir out/proj_cond --steps 200": ("run", ["--steps", "20"]),
-    "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz --sweep age=50:90:5 "
-    "--cond sex=F --outdir out/cf_sweep": ("run", []),
+    "python project.py --network runs/conditional/00000-demo --target out/seeds/seed0003.nii.gz "
+    "--cond age=60,sex=F --space w --outdir out/proj_cond --steps 200": ("run", ["--steps", "20"]),
+    "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz "
+    "--sweep age=50:90:5 --cond sex=F --outdir out/cf_sweep": ("run", []),
     "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz --cond age=80 "
     "--outdir out/cf_one": ("run", []),
     "python bench/bench_counterfactual.py --network RUN --subjects 16 --steps 300": ("flags", None),
@@ -87,8 +87,9 @@ EXAMPLES = {
     "python train.py --labels --batch 8 --kimg 20 --snap 10": ("run", ["--kimg", "0.032"]),
     "python -m tf3dstylegan metrics --network SNAPSHOT --effect age --num 320": ("run", ["--num", "4"]),
     "python bench/bench_networks.py": ("flags", None),
-    "python generate.py --network runs/conditional/00000-demo --seeds 0-3 --sweep age=50:90:5 --cond sex=F --outdir out/sweep":
-        ("run", []),
+    "python bench/bench_antialias.py": ("flags", None),
+    "python generate.py --network runs/conditional/00000-demo --seeds 0-3 --sweep age=50:90:5 --cond sex=F "
+    "--outdir out/sweep": ("run", []),
 }
 
 
