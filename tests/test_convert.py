@@ -41,5 +41,5 @@ def test_convert_command_line(tmp_path):
                           str(tmp_path / "out2")], capture_output=True, text=True)
     assert bad.returncode != 0
     last = bad.stderr.strip().splitlines()[-1]
-    assert str(tmp_path / "bad.pkl") in last and last.startswith("tf3dstylegan convert: error:")
+    assert str(tmp_path / "bad.pkl") in last and last.startswith("python -m tf3dstylegan convert: error:")
     assert not (tmp_path / "out2" / "G.keras").exists()
