@@ -26,6 +26,12 @@ def available(backend):
     return importlib.util.find_spec({"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}[backend]) is not None
 
 
+def requires(backend):
+    """A mark that skips a test when `backend`'s framework is not installed (JAX: pip install -e '.[test,jax]')."""
+    import pytest
+    return pytest.mark.skipif(not available(backend), reason=f"{backend} is not installed")
+
+
 def run_on(backend, code, out_dir, *args, without_tensorflow=True, env=None, timeout=900):
     """Run `code` with KERAS_BACKEND=backend (argv[1] is out_dir, then args); the snippet saves its arrays with
     np.savez(sys.argv[1] + '/out.npz', ...). Returns (the loaded arrays, stdout). AssertionError with its stderr

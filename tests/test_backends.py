@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from backends import as_json, available, run_on
+from backends import as_json, available, requires, run_on
 from tf3dstylegan import load_config
 
 TINY = dict(base_size=(2, 2, 3), resolution_log2=3, fmap_min=4, fmap_max=4, latent_size=8, dlatent_size=8,
@@ -77,6 +77,7 @@ np.savez(sys.argv[1] + "/out.npz", dlatents=ws, images=images, scores=scores)
 
 
 @pytest.mark.slow
+@requires("jax")
 def test_the_original_pickle_on_jax_without_tensorflow_matches_the_original(tmp_path, fixture_dir):
     from conftest import reference_crop
     out, _ = run_on("jax", ORIGINAL, tmp_path)
@@ -117,6 +118,7 @@ np.savez(out + "/out.npz", **arrays, **{"stat:" + k: np.asarray(v) for k, v in s
 
 
 @pytest.mark.slow
+@requires("jax")
 def test_the_jax_step_equals_the_tensorflow_step(tmp_path):
     """One step with both lazy regularisers (step 0), Adam, EMA, from the same weights, latents, probe and reals:
     the same losses and updated weights (no noise maps or style mixing: their draws are the backends' own)."""
@@ -191,6 +193,7 @@ TINY_FLAGS = ("--cfg 2mm-fd16 --override base_size=[2,2,3] --override resolution
 
 
 @pytest.mark.slow
+@requires("jax")
 def test_train_resume_generate_and_project_on_jax_without_tensorflow(tmp_path):
     _, stdout = run_on("jax", TRAIN, tmp_path, TINY_FLAGS)
     run = tmp_path / "runs" / "00000-2mm-fd16"
@@ -226,6 +229,7 @@ print("RESULT" + json.dumps(losses))
 
 
 @pytest.mark.slow
+@requires("jax")
 def test_data_parallel_on_two_host_devices_equals_one_device(tmp_path):
     fields = dict(TINY, mbstd_group_size=4)
     _, stdout = run_on("jax", PARALLEL, tmp_path, json.dumps(fields),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backends import requires
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = textwrap.dedent("""
@@ -85,6 +86,7 @@ def test_records_batches_events_split_and_info_run_without_tensorflow(tmp_path):
 
 
 @pytest.mark.slow
+@requires("jax")  # the environment it stands for: JAX without TensorFlow
 def test_dataset_tool_and_the_demo_data_run_without_tensorflow(tmp_path):
     volumes = nifti_inputs(tmp_path / "in")
     report, result = run_without_tensorflow("""

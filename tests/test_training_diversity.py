@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from backends import run_on
+from backends import requires, run_on
 from tf3dstylegan import load_config
 from tf3dstylegan.data import RecordWriter
 from tf3dstylegan.metrics.msssim import ms_ssim_3d
@@ -123,6 +123,7 @@ train(load_config("2mm-fd16", **fields), out + "/data", out + "/runs", kimg=0.00
 
 
 @pytest.mark.slow
+@requires("jax")
 def test_the_jax_trainer_logs_diversity_too(tmp_path):
     cfg = load_config("2mm-fd16", **SMALL)
     volumes = smooth_volumes(2 * PAIRS, cfg.img_shape, seed=2)
