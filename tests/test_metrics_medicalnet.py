@@ -16,6 +16,7 @@ from tf3dstylegan.metrics import medicalnet, torchsave
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.mark.slow
 def test_tiny_port_matches_pytorch():
     weights = medicalnet.read_backbone_weights(DATA / "medicalnet_tiny.pth")
     assert "conv_seg.0.weight" not in weights and "conv1.weight" in weights  # head dropped, 'module.' stripped

@@ -84,6 +84,7 @@ def test_feature_metrics_memorisation_and_ranges(tmp_path):
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_medicalnet_features_through_the_runner():
     """The tiny MedicalNet (tests/data) as the 3D feature network: keys, values, real row."""
     from pathlib import Path

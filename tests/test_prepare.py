@@ -93,6 +93,7 @@ def write_bad_inputs(folder):
     nib.save(nib.Nifti1Image(noise, affine), str(folder / "noise.nii.gz"))
 
 
+@pytest.mark.slow
 def test_bad_inputs_one_line_or_flagged(tmp_path):
     write_bad_inputs(tmp_path / "in")
     with pytest.raises(DataError, match=r"slice2d\.nii: shape \(56, 68\) is not a 3-D head scan"):

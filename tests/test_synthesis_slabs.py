@@ -47,6 +47,7 @@ def expressive_generator(**overrides):
     return G
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("g_architecture", ["orig", "skip", "resnet"])
 @pytest.mark.parametrize("fused", [False, pytest.param(True, marks=pytest.mark.slow)])  # fused: XLA compiles
 def test_slabs_give_the_same_volumes(g_architecture, fused):
