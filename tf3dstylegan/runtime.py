@@ -7,8 +7,8 @@ shows them.
 
 TensorFlow turns its oneDNN CPU kernels on by default only on some CPUs (Intel's); on the AMD EPYC machines we
 measured, the demo's G and D forward and backward pass (batch 8) took 2.4 s with TensorFlow's default and 0.26 s
-with oneDNN on, so the package
-turns them on before TensorFlow is imported unless TF_ENABLE_ONEDNN_OPTS is already set.
+with oneDNN on, so the package turns them on before TensorFlow is imported unless TF_ENABLE_ONEDNN_OPTS is already
+set.
 """
 import os
 import sys
