@@ -18,7 +18,8 @@ PARITY = 1e-5
 KERAS_FILE = """
 import sys, numpy as np, keras
 from tf3dstylegan import load_network
-from tf3dstylegan.generate import compiled_synthesis, seed_styles
+from tf3dstylegan.generate import seed_styles
+from tf3dstylegan.sampling import compiled_synthesis
 out, results = sys.argv[1], {}
 for variant in sys.argv[2:]:
     G = load_network(f"{out}/{variant}.keras").G_ema
@@ -41,7 +42,8 @@ def test_a_keras_file_gives_the_same_volumes_on_every_backend(tmp_path, backend)
     if not available(backend):
         pytest.skip(f"{backend} is not installed")
     import tf3dstylegan
-    from tf3dstylegan.generate import compiled_synthesis, seed_styles
+    from tf3dstylegan.generate import seed_styles
+    from tf3dstylegan.sampling import compiled_synthesis
     from tf3dstylegan.networks import build_generator
     expected = {}
     for name, variant in VARIANTS.items():

@@ -11,7 +11,7 @@ from tf3dstylegan import cli, conditions, projector
 from tf3dstylegan import counterfactual as cf
 from tf3dstylegan.config import load_config
 from tf3dstylegan.data.labels import LabelEncoding
-from tf3dstylegan.generate import synthesize
+from tf3dstylegan.sampling import synthesize
 from tf3dstylegan.networks import build_generator
 from tf3dstylegan.projections import load_projection, save_projection
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from tf3dstylegan import conditions, projector
 from tf3dstylegan.data.nifti import save_volume
-from tf3dstylegan.generate import synthesize, to_numpy
 from tf3dstylegan.io import GAP, PLANES, plane_grid, to_unit_range, write_json_atomic, write_png
+from tf3dstylegan.sampling import synthesize, to_numpy
 
 EDITS = ("auto", "remap", "shift")
 RANGE_STDS = 2.0  # the training data's range, as the network knows it: its mean +- this many standard deviations

@@ -14,12 +14,11 @@ import itertools
 import re
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from tf3dstylegan import backend
 from tf3dstylegan.conditions import batch_labels, sweep_labels, value_names
 from tf3dstylegan.data.nifti import save_volume
+from tf3dstylegan.sampling import compiled_synthesis, synthesize, to_numpy
 from tf3dstylegan.io import (GAP, PLANES, display_scale, plane_grid, preview_grid, tile_grid, to_unit_range,
                              volume_tile, write_json_atomic, write_png)
 
@@ -89,40 +88,6 @@ def seed_styles(G, seeds, psi=1.0, cutoff=None, labels=None):
     """Truncated ws [N, num_ws, dlatent_size] of the seeds' z (under labels [N, L] or [L] when G is conditional)."""
     z = np.stack([seed_latent(G, s) for s in seeds])                             # [N, latent_size]
     return to_numpy(G.truncate(G.mapping(z, batch_labels(G, labels, len(z))), psi, cutoff))
-
-
-def to_numpy(tensor):
-    """A backend tensor as a NumPy array."""
-    return keras.ops.convert_to_numpy(tensor)
-
-
-def compiled_synthesis(G, noise_mode="const", slab_size=None):
-    """A compiled synthesis pass: (ws [b, num_ws, dlatent_size], noise maps [b, x, y, z, 1] per layer or None) ->
-    volumes [b, X, Y, Z, C] as NumPy. slab_size: see SynthesisNetwork (less memory, same volumes)."""
-    run = backend.compiled(lambda ws, noise: G.synthesis(ws, noise_mode=noise_mode, noise=noise, slab_size=slab_size),
-                           models=[G])
-
-    def synthesize_batch(ws, noise=None):
-        noise = None if noise is None else [keras.ops.convert_to_tensor(n, "float32") for n in noise]
-        return to_numpy(run(keras.ops.convert_to_tensor(ws, "float32"), noise))
-    return synthesize_batch
-
-
-def sampler(G, psi=1.0, noise_mode="const"):
-    """(z [b, latent_size], labels [b, L] or None) -> volumes [b, X, Y, Z, C] as NumPy: the mapping, truncation and
-    compiled synthesis of a Generator; any other object with a Generator's call interface is called as it is."""
-    if not isinstance(G, keras.Model):
-        return lambda z, labels=None: np.asarray(G(z, truncation_psi=psi, noise_mode=noise_mode,
-                                                   **({} if labels is None else {"labels": labels})), np.float32)
-    synthesize_batch = compiled_synthesis(G, noise_mode)
-    return lambda z, labels=None: synthesize_batch(to_numpy(G.truncate(G.mapping(z, labels), psi)))
-
-
-def synthesize(G, ws, noise_mode="const", noise=None, batch_size=4, slab_size=None):
-    """ws [N, num_ws, dlatent_size] (+ optional noise maps [N, x, y, z, 1] per layer) -> volumes [N, X, Y, Z, C]."""
-    run = compiled_synthesis(G, noise_mode, slab_size)
-    return np.concatenate([run(ws[i:i + batch_size], None if noise is None else [n[i:i + batch_size] for n in noise])
-                           for i in range(0, len(ws), batch_size)])
 
 
 def _noise_for(G, seeds, noise_mode):

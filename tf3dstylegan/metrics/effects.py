@@ -85,7 +85,7 @@ def measure_volumes(volumes, voxel_size, measure="ventricle_volume") -> np.ndarr
 
 
 def _generate(G, z, labels, batch_size, truncation_psi, noise_mode):
-    from tf3dstylegan.generate import sampler
+    from tf3dstylegan.sampling import sampler
     sample = sampler(G, truncation_psi, noise_mode)
     for start in range(0, len(z), batch_size):
         yield sample(z[start:start + batch_size], labels[start:start + batch_size])

@@ -60,10 +60,10 @@ def real_batches(data, batch_size):
 
 
 def sampled_volumes(G, num, batch_size, seed, truncation_psi=1.0, noise_mode="const", labels=None):
-    """`num` generated volumes [b, X, Y, Z, C] in batches (generate.sampler: compiled): z ~ N(0, I) from a NumPy
+    """`num` generated volumes [b, X, Y, Z, C] in batches (sampling.sampler: compiled): z ~ N(0, I) from a NumPy
     generator seeded with `seed`; for a conditional G, labels drawn with replacement from the rows of `labels`
     [M, L] (a second stream, seeded [seed, 1], so that the latents are the same with and without labels)."""
-    from tf3dstylegan.generate import sampler
+    from tf3dstylegan.sampling import sampler
     rng, label_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     if labels is not None and not len(labels):
         raise ValueError("no labels to draw the generated volumes' labels from")
