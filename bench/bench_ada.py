@@ -32,14 +32,15 @@ from step_timing import step_records, time_steps
 flags.DEFINE_enum("what", "step", ["step", "train", "summary"],
                   "(a) step time, (b) one training run and its measurements, (c) summary of (b)'s records.")
 flags.DEFINE_integer("batch", None, "Global batch size: (a) default 2; (b) default the demo preset's.")
-flags.DEFINE_string("pipeline", "bgc", "Augmentation pipeline (tf3dstylegan.training.augment).")
+flags.DEFINE_string("pipeline", None, "Augmentation pipeline (tf3dstylegan.training.augment; default: train's).")
 flags.DEFINE_list("p", ["0", "0.5", "1"], "(a) fixed augmentation probabilities to time.")
 flags.DEFINE_integer("repeats", 3, "(a) timed steps per variant after one warm-up step.")
-flags.DEFINE_enum("aug", "none", ["ada", "fixed", "none"], "(b) augmentation mode (train's --aug).")
+flags.DEFINE_enum("aug", None, ["auto", "ada", "fixed", "none"], "(b) augmentation mode (train's --aug; default: "
+                  "train's).")
 flags.DEFINE_float("kimg", 10.0, "(b) thousands of real volumes shown.")
-flags.DEFINE_float("target", 0.6, "(b) ADA target for r_t.")
+flags.DEFINE_float("target", None, "(b) ADA target for r_t (default: train's).")
 flags.DEFINE_float("aug_p", None, "(b) p of mode 'fixed' (required with it); the start of mode 'ada'.")
-flags.DEFINE_float("ada_kimg", 500.0, "(b) kimg for p to move by 1.")
+flags.DEFINE_float("ada_kimg", None, "(b) kimg for p to move by 1 (default: the preset's).")
 flags.DEFINE_multi_string("override", [], "(b) config field override key=value, e.g. d_loss=logistic_r1.")
 flags.DEFINE_integer("subjects", 32, "(b) demo subjects to train on (8 mm).")
 flags.DEFINE_list("eval_kimg", [], "(b) snapshots to measure (default: the last).")
@@ -65,7 +66,9 @@ def step_time():
     import tensorflow as tf
     from tf3dstylegan import load_config
     from tf3dstylegan.training.augment import AugmentPipe
+    from tf3dstylegan.training.options import TrainingOptions
     batch = FLAGS.batch or 2
+    pipeline = FLAGS.pipeline or TrainingOptions().augpipe
     cfg = load_config("2mm-fd16", batch_size=batch)
     reals = tf.random.uniform([batch, *cfg.img_shape, 1], -1.0, 1.0, seed=1)
     base = build_step(cfg, batch, FLAGS.seed)
@@ -73,9 +76,9 @@ def step_time():
     for p in FLAGS.p:  # the same networks: only the pipe differs
         variants[f"p={float(p):g}"] = base.__class__(
             cfg, base.strategy, base.G, base.D, base.G_ema, base.g_opt, base.d_opt, base.rng, base.pl_mean,
-            batch, augment=AugmentPipe(FLAGS.pipeline, mode="fixed", p=float(p)))
+            batch, augment=AugmentPipe(pipeline, mode="fixed", p=float(p)))
     wall, cpu = time_steps({name: (train_step, reals) for name, train_step in variants.items()}, FLAGS.repeats)
-    for record in step_records(wall, cpu, pipeline=FLAGS.pipeline, batch=batch,
+    for record in step_records(wall, cpu, pipeline=pipeline, batch=batch,
                                img_shape=list(cfg.img_shape)):
         print(json.dumps(record), flush=True)
 
@@ -93,8 +96,9 @@ def train_run():
     name = setting_name(setting_fields())
     run_root = Path(FLAGS.runs) / f"{name.replace(' ', '_').replace('=', '')}-n{FLAGS.subjects}-s{FLAGS.seed}"
     run_root.parent.mkdir(parents=True, exist_ok=True)
-    options = dict(kimg=FLAGS.kimg, seed=FLAGS.seed, resume="none", aug=FLAGS.aug, augpipe=FLAGS.pipeline,
-                   aug_target=FLAGS.target, aug_p=FLAGS.aug_p, ada_kimg=FLAGS.ada_kimg)
+    given = dict(aug=FLAGS.aug, augpipe=FLAGS.pipeline, aug_target=FLAGS.target, aug_p=FLAGS.aug_p,
+                 ada_kimg=FLAGS.ada_kimg)
+    options = dict(kimg=FLAGS.kimg, seed=FLAGS.seed, resume="none", **{k: v for k, v in given.items() if v is not None})
     if FLAGS.batch is not None:
         options["batch"] = FLAGS.batch
     started = time.time()
@@ -155,17 +159,22 @@ def write_preview(G, path):
 
 def setting_name(record):
     """A training setting of (b), without its seed: 'none', 'fixed bc p=0.5', 'ada bc target=0.6 ada_kimg=10',
-    then the overrides, the batch and the resampling when not the default."""
-    def field(key):
-        return "?" if record.get(key) is None else f"{record[key]:g}"
-    name = record["aug"]
+    'defaults' (train's own augmentation options), then the overrides, the batch and the resampling when not the
+    default. Options left to train show its defaults (ada_kimg: 'preset')."""
+    from tf3dstylegan.training.options import TrainingOptions
+    defaults = TrainingOptions()
+    given = {"pipeline": record.get("pipeline") or defaults.augpipe,
+             "target": f"{record.get('target') or defaults.aug_target:g}",
+             "aug_p": "?" if record.get("aug_p") is None else f"{record['aug_p']:g}",
+             "ada_kimg": "preset" if record.get("ada_kimg") is None else f"{record['ada_kimg']:g}"}
+    name = record["aug"] or "defaults"
     if name == "fixed":
-        name += f" {record['pipeline']} p={field('aug_p')}"
+        name += f" {given['pipeline']} p={given['aug_p']}"
     elif name == "ada":
-        start = f" p0={field('aug_p')}" if record.get("aug_p") else ""
-        name += f" {record['pipeline']} target={field('target')} ada_kimg={field('ada_kimg')}{start}"
+        start = f" p0={given['aug_p']}" if record.get("aug_p") else ""
+        name += f" {given['pipeline']} target={given['target']} ada_kimg={given['ada_kimg']}{start}"
     extra = [f"batch={record['batch']}"] if record.get("batch") else []
-    if name != "none" and "g" in record["pipeline"] and record.get("resample") != "antialiased":
+    if name not in ("none", "defaults") and "g" in given["pipeline"] and record.get("resample") != "antialiased":
         extra.append(f"resample={record.get('resample')}")
     return " ".join([name, *record.get("override", []), *extra])
 

@@ -122,7 +122,7 @@ def make_run(outdir, job, steps=(1, 2)):
 
 def test_incomplete_checkpoints_are_said_not_silently_skipped(tmp_path):
     """N74: the newest .index deleted is named; N75: every .index deleted is an error, not a fresh run."""
-    job = job_identity(tiny_cfg(), None, TrainingOptions())
+    job = job_identity(tiny_cfg(), None, TrainingOptions().resolved(tiny_cfg()))
     run = make_run(tmp_path, job)
     (run / "checkpoints" / "ckpt-2.index").unlink()
     lines = []
@@ -137,7 +137,7 @@ def test_incomplete_checkpoints_are_said_not_silently_skipped(tmp_path):
 
 def test_an_unreadable_options_file_is_not_resumed(tmp_path):
     """N113: a run whose training_options.json cannot be read is never continued (nor rewritten)."""
-    job = job_identity(tiny_cfg(), None, TrainingOptions())
+    job = job_identity(tiny_cfg(), None, TrainingOptions().resolved(tiny_cfg()))
     run = make_run(tmp_path, job)
     (run / "training_options.json").write_text(json.dumps({"config": dict(tiny_cfg().to_dict(), name="../../pwn")}))
     with pytest.raises(ValueError, match=r"--resume .*: its training_options.json is unreadable \(config field name"):

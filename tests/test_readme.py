@@ -83,6 +83,7 @@ EXAMPLES = {
     "--medicalnet_weights resnet_50_23dataset.pth --out out/medicalnet.json":
         ("run", ["--num", "8", "--intervals", "2"]),
     "python bench/bench_ada.py --what train": ("flags", None),
+    "python bench/bench_ada.py --what train --seed S": ("flags", None),
     "python bench/bench_conditional.py": ("flags", None),
     "python train.py --labels --batch 8 --kimg 20 --snap 10": ("run", ["--kimg", "0.032"]),
     "python -m tf3dstylegan metrics --network SNAPSHOT --effect age --num 320": ("run", ["--num", "4"]),

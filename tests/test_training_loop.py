@@ -88,7 +88,7 @@ def test_small_preset_trains_and_writes_every_output(tmp_path):
 def test_resolve_run_numbers_folders_and_finds_the_latest_of_the_same_job(tmp_path):
     from tf3dstylegan.training import TrainingOptions
     from tf3dstylegan.training.job import job_identity
-    job = job_identity(load_config("2mm-fd16"), None, TrainingOptions())
+    job = job_identity(load_config("2mm-fd16"), None, TrainingOptions().resolved(load_config("2mm-fd16")))
     assert resolve_run(tmp_path, "2mm-fd16", "auto", job) == (tmp_path / "00000-2mm-fd16", None)
     (tmp_path / "00000-2mm-fd16" / "checkpoints").mkdir(parents=True)
     (tmp_path / "00000-2mm-fd16" / "checkpoints" / "ckpt-4.index").write_text("")

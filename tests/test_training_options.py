@@ -9,7 +9,7 @@ from tf3dstylegan import load_config
 from tf3dstylegan.commands import train as train_command
 from tf3dstylegan.training import loop
 from tf3dstylegan.training.job import job_identity
-from tf3dstylegan.training.options import TrainingOptions, option
+from tf3dstylegan.training.options import SMALL_DATASET, TrainingOptions, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,9 +30,9 @@ def test_a_new_field_is_a_flag_and_a_recorded_option():
     fv(["train.py", "--dummy_rate", "0.25", "--dummy_mode=a"])
     values = train_command.option_values(fv, WithAnotherOption)
     assert values["dummy_rate"] == 0.25 and values["dummy_mode"] == "a" and values["kimg"] is None
-    opts = WithAnotherOption(**values)
     cfg = load_config("demo")
-    record = loop.options_record(cfg, opts.resolved(cfg), Trainer(), None, job_identity(cfg, None, opts))
+    opts = WithAnotherOption(**values).resolved(cfg)
+    record = loop.options_record(cfg, opts, Trainer(), None, job_identity(cfg, None, opts))
     assert record["dummy_rate"] == 0.25 and record["dummy_mode"] == "a" and record["batch"] == cfg.batch_size
 
 
@@ -43,3 +43,22 @@ def test_every_option_has_a_flag_with_its_help_and_default():
         assert fv[field.name].help.endswith(field.metadata["help"]), field.name  # enums: absl prefixes the choices
         assert fv[field.name].default == field.default, field.name
     assert set(train_command.option_values(fv)) == {f.name for f in dataclasses.fields(TrainingOptions)}
+
+
+def test_auto_augmentation_is_ada_for_small_records_folders_and_ada_speed_comes_from_the_preset():
+    demo, paper = load_config("demo"), load_config("2mm-fd16")
+    assert TrainingOptions().aug == "auto"
+    assert TrainingOptions().resolved(demo, num_volumes=32).aug == "ada"
+    assert TrainingOptions().resolved(demo, num_volumes=SMALL_DATASET - 1).aug == "ada"
+    assert TrainingOptions().resolved(demo, num_volumes=SMALL_DATASET).aug == "none"
+    assert TrainingOptions().resolved(demo, num_volumes=None).aug == "none"  # a dataset function: size unknown
+    assert TrainingOptions(aug="none").resolved(demo, num_volumes=32).aug == "none"
+    assert TrainingOptions(aug="ada").resolved(demo, num_volumes=5000).aug == "ada"
+    assert TrainingOptions().resolved(demo, 32).ada_kimg == demo.ada_kimg == 10.0
+    assert TrainingOptions().resolved(paper, 32).ada_kimg == paper.ada_kimg == 500.0  # stylegan2-ada's speed
+    assert TrainingOptions(ada_kimg=3.0).resolved(demo, 32).ada_kimg == 3.0
+    opts = TrainingOptions().resolved(demo, 32)
+    job = job_identity(demo, None, opts)
+    assert job["augment"] == {"aug": "ada", "augpipe": "bc", "aug_target": 0.5, "ada_kimg": 10.0, "aug_p": None}
+    record = loop.options_record(demo, opts, Trainer(), None, job)
+    assert record["aug"] == "ada" and record["ada_kimg"] == 10.0

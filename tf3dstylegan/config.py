@@ -108,6 +108,7 @@ class TrainingConfig:
     d_gamma: float = 10.0
     d_reg_interval: Optional[int] = 16
     ema_kimg: float = 10.0
+    ada_kimg: float = 500.0  # ADA's speed (stylegan2-ada's): kimg over which p can go from 0 to 1
     mirror_augment: bool = False
     total_kimg: float = 25000.0
     tick_kimg: float = 8.0
@@ -132,6 +133,7 @@ class Config(ModelConfig, TrainingConfig):
     def training(self) -> TrainingConfig:
         return TrainingConfig(**_fields_of(TrainingConfig, self.to_dict()))
 
+MIN_ADA_KIMG = 0.001  # faster is a jump of p, and at 1e-300 the step 1 / (ada_kimg * 1000) overflows to inf
 # Allowed ranges: (min, max) inclusive, None for unbounded; checked after the types.
 _RANGES = {
     "resolution_log2": (2, MAX_RESOLUTION_LOG2), "voxel_size": (1e-3, 1e3), "num_channels": (1, 16),
@@ -142,8 +144,8 @@ _RANGES = {
     "style_mixing_prob": (0.0, 1.0), "batch_size": (1, None), "g_lr": (0.0, None), "d_lr": (0.0, None),
     "adam_beta1": (0.0, 1.0), "adam_beta2": (0.0, 1.0), "adam_epsilon": (0.0, None), "pl_weight": (0.0, None),
     "pl_decay": (0.0, 1.0), "pl_batch_shrink": (1, None), "g_reg_interval": (1, None), "d_gamma": (0.0, None),
-    "d_reg_interval": (1, None), "ema_kimg": (0.0, None), "total_kimg": (0.0, None), "tick_kimg": (1e-6, None),
-    "snapshot_ticks": (1, None),
+    "d_reg_interval": (1, None), "ema_kimg": (0.0, None), "ada_kimg": (MIN_ADA_KIMG, None), "total_kimg": (0.0, None),
+    "tick_kimg": (1e-6, None), "snapshot_ticks": (1, None),
 }
 _CHOICES = {"g_architecture": G_ARCHITECTURES, "d_architecture": D_ARCHITECTURES, "d_loss": D_LOSSES,
             "data_normalize": ("", "none", "minmax", "percentile")}

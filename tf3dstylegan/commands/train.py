@@ -64,7 +64,7 @@ def main(fv, args):
         options["batch"] = CPU_BATCH
     TrainingOptions(**options)  # every flag checked before any work
     from tf3dstylegan.training.job import augmentation
-    used = augmentation(fv.aug, fv.augpipe, fv.aug_target, fv.aug_p, fv.ada_kimg)
+    used = augmentation("ada" if fv.aug == "auto" else fv.aug, fv.augpipe, fv.aug_target, fv.aug_p, fv.ada_kimg)
     unused = [f"--{name}" for name in ("augpipe", "aug_target", "aug_p", "ada_kimg") if fv[name].present
               and name not in used]
     if unused:

@@ -3,13 +3,12 @@ MS-SSIM (computed once per run), so that a mode collapse shows while it happens 
 `diversity/msssim_reals` in the progress line, stats.jsonl and TensorBoard).
 
 Generated pairs that are more alike than real pairs (a higher MS-SSIM) mean that G has lost diversity. The fakes
-are G_ema's volumes (noise_mode "const") of 2 * PAIRS latents fixed for the run (seeded from the run's seed); the
-reals are the first 2 * PAIRS volumes of the records folder. Both use metrics.msssim (disjoint consecutive pairs),
-a few pairs at a time.
+are G_ema's volumes (noise_mode "const", compiled: tf3dstylegan.sampling) of 2 * PAIRS latents fixed for the run
+(seeded from the run's seed); the reals are the first 2 * PAIRS volumes of the records folder. Both use
+metrics.msssim (disjoint consecutive pairs), a few pairs at a time.
 """
 import itertools
 
-import keras
 import numpy as np
 
 from tf3dstylegan.io import to_unit_range
@@ -32,8 +31,9 @@ def real_pairs_msssim(data, pairs=PAIRS):
 
 
 class DiversityProbe:
-    """`probe(G)` -> {"diversity/msssim_fakes": ..., "diversity/msssim_reals": ...} (the reals' value when the data
-    is a records folder); {} for volumes too small for MS-SSIM."""
+    """`probe(sample)` -> {"diversity/msssim_fakes": ..., "diversity/msssim_reals": ...} (the reals' value when the
+    data is a records folder); {} for volumes too small for MS-SSIM. sample: (z [b, latent], labels [b, L] or None)
+    -> volumes [b, X, Y, Z, C] in [-1, 1], G_ema's sampling.sampler (psi 1, const noise)."""
 
     def __init__(self, cfg, data, seed, label_table=None, pairs=PAIRS):
         self.enabled = min(cfg.img_shape) >= MIN_AXIS
@@ -42,15 +42,15 @@ class DiversityProbe:
         self.labels = None if label_table is None else np.resize(label_table, (2 * pairs, label_table.shape[1]))
         self.reals = real_pairs_msssim(data, pairs) if self.enabled and not callable(data) else None
 
-    def __call__(self, G):
+    def __call__(self, sample):
         if not self.enabled:
             return {}
         values = []
         for start in range(0, len(self.latents), CHUNK):
             part = slice(start, start + CHUNK)
             labels = None if self.labels is None else self.labels[part]
-            fakes = G(self.latents[part], noise_mode="const", labels=labels)  # [CHUNK, X, Y, Z, C] in [-1, 1]
-            values.extend(pairwise_ms_ssim(to_unit_range(keras.ops.convert_to_numpy(fakes))))
+            fakes = sample(self.latents[part], labels)  # [CHUNK, X, Y, Z, C] in [-1, 1]
+            values.extend(pairwise_ms_ssim(to_unit_range(fakes)))
         out = {"diversity/msssim_fakes": float(np.mean(values))}
         if self.reals is not None:
             out["diversity/msssim_reals"] = self.reals

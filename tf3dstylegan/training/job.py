@@ -31,7 +31,9 @@ def data_source(data) -> str:
 
 
 def augmentation(aug, augpipe, aug_target, aug_p, ada_kimg) -> dict:
-    """The augmentation options a run uses (unused ones left out)."""
+    """The augmentation options a run uses (unused ones left out); aug is resolved (not 'auto')."""
+    if aug == "auto":
+        raise ValueError("aug 'auto' is decided by the data: resolve the options first (TrainingOptions.resolved)")
     if aug == "none":
         return {"aug": "none"}
     if aug == "fixed":

@@ -15,15 +15,16 @@ import time
 
 import importlib
 
-import keras
 import numpy as np
 
 from tf3dstylegan import backend, usage
 from tf3dstylegan.config import Config, load_config
 from tf3dstylegan.data.preflight import data_notes
 from tf3dstylegan.data.provenance import recorded_normalization
+from tf3dstylegan.data.records import dataset_info
 from tf3dstylegan.io import (encode_png, on_terminal, preview_grid, progress_bar, write_bytes_atomic,
                              write_json_atomic)
+from tf3dstylegan.sampling import sampler
 from tf3dstylegan.training import stats
 from tf3dstylegan.training.diversity import DiversityProbe
 from tf3dstylegan.training.job import AUGMENT_OPTIONS, check_network_file, job_identity
@@ -50,11 +51,12 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
     G_ema -> {name: float}, evaluated at each snapshot. options: fields of TrainingOptions (each with its help).
     """
     cfg = config if isinstance(config, Config) else load_config(config)
-    opts = TrainingOptions(**options).resolved(cfg)
-    cfg = cfg.replace(batch_size=opts.batch)  # one truth: the batch actually used
+    opts = TrainingOptions(**options)
     if data is None:
         from tf3dstylegan.data import demo_dataset
         data = demo_dataset(voxel_size=cfg.voxel_size, conditional=opts.labels is True)
+    opts = opts.resolved(cfg, None if callable(data) or opts.aug != "auto" else dataset_info(data).num_volumes)
+    cfg = cfg.replace(batch_size=opts.batch)  # one truth: the batch actually used
     cfg, label_table = _conditioning(cfg, data, opts)
     if not callable(data):
         cfg = cfg.replace(data_normalize=recorded_normalization(data) or cfg.data_normalize)
@@ -145,6 +147,7 @@ def _loop(trainer, batches, run_dir, opts, metrics, diversity, log, stop):
     grid_z = np.random.RandomState(opts.seed).randn(PREVIEW_GRID[0] * PREVIEW_GRID[1], cfg.latent_size)
     table = trainer.label_table  # conditional: the previews cycle through the dataset's first labels
     grid_labels = None if table is None else np.resize(table, (len(grid_z), table.shape[1]))
+    sample = sampler(trainer.G_ema) if chief else None  # compiled once: the previews and the diversity probe
     means = stats.DeviceMeans()
     step, nimg, seconds_at_start = trainer.counters
     tick, tick_start_nimg, tick_start_time = 0, nimg, time.time()
@@ -177,8 +180,9 @@ def _loop(trainer, batches, run_dir, opts, metrics, diversity, log, stop):
         trainer.sync()
         trainer.save(step)
         if chief and (tick % opts.snap == 0 or done or stop.requested):
-            record.update(_snapshot(trainer.G_ema, run_dir, grid_z, grid_labels, nimg, metrics, stats_writer))
-            record.update(diversity(trainer.G_ema))
+            record.update(_snapshot(trainer.G_ema, sample, run_dir, grid_z, grid_labels, nimg, metrics,
+                                    stats_writer))
+            record.update(diversity(sample))
         if chief:
             stats_writer.write(record)
             log(stats.progress_line(record))
@@ -210,15 +214,13 @@ def snapshot_name(nimg):
     return f"{nimg // 1000:06d}.{nimg % 1000:03d}"
 
 
-def _snapshot(G_ema, run_dir, grid_z, grid_labels, nimg, metrics, stats_writer):
-    """Export G_ema as .keras, write the preview PNG (of grid_z, with grid_labels for conditional networks) into the
-    run folder and TensorBoard (`previews/fakes`); returns metric values."""
+def _snapshot(G_ema, sample, run_dir, grid_z, grid_labels, nimg, metrics, stats_writer):
+    """Export G_ema as .keras, write the preview PNG (sample: G_ema's sampler, of grid_z, with grid_labels for
+    conditional networks) into the run folder and TensorBoard (`previews/fakes`); returns metric values."""
     from tf3dstylegan.io import atomic_path
     name = snapshot_name(nimg)
     rows = np.split(np.arange(len(grid_z)), PREVIEW_GRID[1])
-    fakes = np.concatenate([keras.ops.convert_to_numpy(G_ema(grid_z[i].astype(np.float32), noise_mode="const",
-                                                             labels=None if grid_labels is None else grid_labels[i]))
-                            for i in rows])
+    fakes = np.concatenate([sample(grid_z[i], None if grid_labels is None else grid_labels[i]) for i in rows])
     try:
         with atomic_path(run_dir / f"network-snapshot-{name}.keras") as tmp:
             G_ema.save(tmp)

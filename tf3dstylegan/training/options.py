@@ -8,9 +8,11 @@ import dataclasses
 import math
 from typing import Optional
 
+from tf3dstylegan.config import MIN_ADA_KIMG
+
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-MIN_ADA_KIMG = 0.001  # faster is a jump of p, and at 1e-300 the step 1 / (ada_kimg * 1000) overflows to inf
+SMALL_DATASET = 1000  # volumes: aug "auto" is ADA below this (measured on the demo's 32 and 128: bench/bench_ada.py)
 
 
 def option(default, help, choices=None):  # noqa: A002 (absl's word)
@@ -42,16 +44,18 @@ class TrainingOptions:
     keep_checkpoints: int = option(3, "Checkpoints to keep.")
     gradient_checkpointing: bool = option(False, "Recompute block activations in the backward pass (less memory).")
     progress: bool = option(True, "A live progress bar within each tick (on a terminal only).")
-    aug: str = option("none", "Discriminator augmentation: ada (p adapts toward --aug_target), fixed (p = --aug_p) "
-                              "or none. For small datasets: ada. Options a mode does not use are not recorded.",
-                      ("ada", "fixed", "none"))
-    augpipe: str = option("bgc", "Augmentations: letters b (integer translation), g (scaling, rotation, anisotropy, "
+    aug: str = option("auto", "Discriminator augmentation: ada (p adapts toward --aug_target), fixed (p = --aug_p), "
+                              f"none, or auto: ada for a records folder of fewer than {SMALL_DATASET} volumes (the "
+                              "demo data included), else none. Options a mode does not use are not recorded.",
+                      ("auto", "ada", "fixed", "none"))
+    augpipe: str = option("bc", "Augmentations: letters b (integer translation), g (scaling, rotation, anisotropy, "
                                  "fractional translation), c (brightness, contrast, gamma), f (bias field), "
                                  "n (noise), o (cutout), x (left-right flip), e.g. bgc, bgcf.")
-    aug_target: float = option(0.6, "ADA's target for r_t = E[sign(D(reals))].")
+    aug_target: float = option(0.5, "ADA's target for r_t = E[sign(D(reals))] (stylegan2-ada's 0.6 kept p near 0 on "
+                                    "the demo data, 0.4 overshot its real pairs' diversity: README, ADA).")
     aug_p: Optional[float] = option(None, "Augmentation probability: constant with --aug fixed, the start with ada.")
-    ada_kimg: float = option(500.0, "ADA's speed: thousands of volumes over which p can go from 0 to 1 (lower it "
-                                    "for short runs).")
+    ada_kimg: Optional[float] = option(None, "ADA's speed: thousands of volumes over which p can go from 0 to 1 "
+                                             "(default: the preset's ada_kimg, 500 as stylegan2-ada; the demo: 10).")
     labels: Optional[bool] = option(None, "Condition on the data's covariates (default: whenever the records folder "
                                           "has labels; with the demo data: its conditional variant, age and sex).")
 
@@ -77,8 +81,8 @@ class TrainingOptions:
             raise ValueError(f"--aug_target: must be in (0, 1], got {self.aug_target!r}")
         if self.aug_p is not None and not (isinstance(self.aug_p, (int, float)) and 0 <= self.aug_p <= 1):
             raise ValueError(f"--aug_p: must be in [0, 1], got {self.aug_p!r}")
-        if not (isinstance(self.ada_kimg, (int, float)) and math.isfinite(self.ada_kimg)
-                and self.ada_kimg >= MIN_ADA_KIMG):
+        if self.ada_kimg is not None and not (isinstance(self.ada_kimg, (int, float)) and math.isfinite(self.ada_kimg)
+                                              and self.ada_kimg >= MIN_ADA_KIMG):
             raise ValueError(f"--ada_kimg: must be a finite number >= {MIN_ADA_KIMG} (p from 0 to 1 over one volume "
                              f"at the fastest), got {self.ada_kimg!r}")
         if self.aug == "fixed" and self.aug_p is None:
@@ -88,10 +92,15 @@ class TrainingOptions:
         if self.resume is not None:
             object.__setattr__(self, "resume", str(self.resume))
 
-    def resolved(self, cfg):
-        """A copy with kimg, batch and snap taken from the preset where they were left open."""
+    def resolved(self, cfg, num_volumes=None):
+        """A copy with kimg, batch, snap and ada_kimg taken from the preset where they were left open, and aug
+        'auto' decided by num_volumes (the records folder's volumes; None: data of unknown size, no augmentation)."""
+        aug = self.aug
+        if aug == "auto":
+            aug = "ada" if num_volumes is not None and num_volumes < SMALL_DATASET else "none"
         return dataclasses.replace(self, kimg=cfg.total_kimg if self.kimg is None else self.kimg,
-                                   batch=self.batch or cfg.batch_size, snap=self.snap or cfg.snapshot_ticks)
+                                   batch=self.batch or cfg.batch_size, snap=self.snap or cfg.snapshot_ticks,
+                                   aug=aug, ada_kimg=cfg.ada_kimg if self.ada_kimg is None else self.ada_kimg)
 
     def record(self):
         """The options as training_options.json holds them (JSON values)."""

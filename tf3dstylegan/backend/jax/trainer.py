@@ -8,6 +8,7 @@ import contextlib
 import os
 
 import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
 
@@ -143,7 +144,7 @@ class Trainer:
         if self.augment is not None:
             stats["aug/p"] = self.state.aug_p  # the p this step used
             self.augment.update(stats["aug/rt"], step, self.opts.batch)
-            self.state.aug_p = self.augment.p.value
+            self.state.aug_p = jnp.copy(self.augment.p.value)  # a copy: the next step donates the state's buffers
         return stats
 
     def sync(self):
