@@ -69,7 +69,7 @@ def test_reruns_continue_only_the_same_job_and_never_touch_another_runs_files(tm
     assert second == tmp_path / "00001-tiny"
     assert f"not resuming {first}: its data is {records['plain'].resolve()} (this run: " \
            f"{records['labelled'].resolve()})" in lines[0]
-    third = train(tiny_cfg(), records["other"], tmp_path, kimg=0.004, log=lambda _: None)
+    third = train(tiny_cfg(), records["other"], tmp_path, kimg=0.004, aug="none", aug_p=0.5, log=lambda _: None)
     assert third == tmp_path / "00002-tiny"
     assert files_of(first) == before  # the other jobs changed nothing of the first run
     lines.clear()
@@ -79,7 +79,9 @@ def test_reruns_continue_only_the_same_job_and_never_touch_another_runs_files(tm
     assert options["job"]["data"] == str(records["plain"].resolve()) and options["job"]["conditional"] is False
     labelled = json.loads((second / "training_options.json").read_text())
     assert labelled["job"]["conditional"] is True and labelled["job"]["model"]["label_size"] == 3
-    assert "aug_p" not in options and "augpipe" not in options  # --aug none uses neither: not recorded (N46)
+    assert (options["aug"], options["augpipe"]) == ("ada", "bc")  # a small records folder: --aug auto is ADA
+    plain = json.loads((third / "training_options.json").read_text())
+    assert plain["aug"] == "none" and "aug_p" not in plain and "augpipe" not in plain  # unused: not recorded (N46)
 
 
 @pytest.mark.slow
@@ -90,6 +92,8 @@ def test_resume_run_of_another_job_is_one_line_and_writes_nothing(tmp_path, reco
     with pytest.raises(ValueError, match=r"--resume .*00000-tiny: its --augpipe is bgc \(this run: c\)"):
         train(tiny_cfg(), records["plain"], tmp_path, kimg=0.008, aug="ada", augpipe="c", resume=str(run))
     with pytest.raises(ValueError, match=r"its --aug is ada \(this run: none\)"):
+        train(tiny_cfg(), records["plain"], tmp_path, kimg=0.008, aug="none", resume=str(run))
+    with pytest.raises(ValueError, match=r"its --augpipe is bgc \(this run: bc\)"):  # the default: auto, ADA, bc
         train(tiny_cfg(), records["plain"], tmp_path, kimg=0.008, resume=str(run))
     with pytest.raises(ValueError, match=r"its config field fmap_max is 4 \(this run: 8\)"):
         train(tiny_cfg(fmap_max=8), records["plain"], tmp_path, kimg=0.008, aug="ada", resume=str(run))
