@@ -29,9 +29,9 @@ def _median_seconds(fn, repeats):
 
 
 def main(_):
+    from tf3dstylegan.config import load_model_config
     from tf3dstylegan.networks import build_generator
     from tf3dstylegan.sampling import sampler
-    from tf3dstylegan.config import load_model_config
     G = build_generator(load_model_config(FLAGS.preset))
     z = [np.random.default_rng(i).standard_normal((b, G.latent_size)).astype(np.float32)
          for i, b in enumerate(BATCHES)]

@@ -205,11 +205,12 @@ def test_ada_kimg_too_small_to_be_a_speed_is_refused():
 def test_records_that_train_badly_are_noted(tmp_path):
     """R126: values 0..1000 are warned about; R127: fewer volumes than a batch are noted."""
     from tf3dstylegan.data.preflight import data_notes
-    assert data_notes(write_records(tmp_path / "fine"), 4) == []
-    notes = data_notes(write_records(tmp_path / "raw", high=1000.0), 4)
+    from tf3dstylegan.data.records import dataset_info
+    assert data_notes(dataset_info(write_records(tmp_path / "fine")), 4) == []
+    notes = data_notes(dataset_info(write_records(tmp_path / "raw", high=1000.0)), 4)
     assert len(notes) == 1 and "raw-r03.tfrecords: its first record holds values" in notes[0]
     assert "outside the [0, 1]" in notes[0] and "--normalize percentile" in notes[0]
-    single = data_notes(write_records(tmp_path / "single", count=1), 4)
+    single = data_notes(dataset_info(write_records(tmp_path / "single", count=1)), 4)
     assert single == [f"note: {tmp_path / 'single'} holds 1 volume(s), fewer than the batch of 4: every batch "
                       "repeats them"]
 

@@ -133,6 +133,7 @@ class Config(ModelConfig, TrainingConfig):
     def training(self) -> TrainingConfig:
         return TrainingConfig(**_fields_of(TrainingConfig, self.to_dict()))
 
+
 MIN_ADA_KIMG = 0.001  # faster is a jump of p, and at 1e-300 the step 1 / (ada_kimg * 1000) overflows to inf
 # Allowed ranges: (min, max) inclusive, None for unbounded; checked after the types.
 _RANGES = {

@@ -18,9 +18,9 @@ import numpy as np
 
 from tf3dstylegan.conditions import batch_labels, sweep_labels, value_names
 from tf3dstylegan.data.nifti import save_volume
-from tf3dstylegan.sampling import compiled_synthesis, synthesize, to_numpy
 from tf3dstylegan.io import (GAP, PLANES, display_scale, plane_grid, preview_grid, tile_grid, to_unit_range,
                              volume_tile, write_json_atomic, write_png)
+from tf3dstylegan.sampling import compiled_synthesis, synthesize, to_numpy
 
 MAX_SEED = 2 ** 32 - 1  # numpy.random.RandomState takes seeds in [0, 2**32)
 MONTAGE_LIMIT = 64  # montage.png shows at most this many volumes

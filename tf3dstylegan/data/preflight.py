@@ -1,12 +1,11 @@
 """Notes on a records folder before training on it: fewer volumes than a batch, values outside [0, 1]."""
-from tf3dstylegan.data.records import dataset_info, first_record
+from tf3dstylegan.data.records import first_record
 
 
-def data_notes(path, batch_size):
-    """Lines to show before training on records folder `path` at `batch_size` (empty when all is as expected):
-    the first record of every file is checked for values outside the format's [0, 1]."""
-    info = dataset_info(path)
-    notes = []
+def data_notes(info, batch_size):
+    """Lines to show before training on a records folder (its DatasetInfo, records.dataset_info) at `batch_size`
+    (empty when all is as expected): the first record of every file is checked for values outside [0, 1]."""
+    path, notes = info.path, []
     if info.num_volumes < batch_size:
         notes.append(f"note: {path} holds {info.num_volumes} volume(s), fewer than the batch of {batch_size}: "
                      f"every batch repeats them")

@@ -55,12 +55,13 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
     if data is None:
         from tf3dstylegan.data import demo_dataset
         data = demo_dataset(voxel_size=cfg.voxel_size, conditional=opts.labels is True)
-    opts = opts.resolved(cfg, None if callable(data) or opts.aug != "auto" else dataset_info(data).num_volumes)
+    info = None if callable(data) else dataset_info(data)  # a records folder: read once, for aug auto and notes
+    opts = opts.resolved(cfg, None if info is None else info.num_volumes)
     cfg = cfg.replace(batch_size=opts.batch)  # one truth: the batch actually used
     cfg, label_table = _conditioning(cfg, data, opts)
-    if not callable(data):
+    if info is not None:
         cfg = cfg.replace(data_normalize=recorded_normalization(data) or cfg.data_normalize)
-        for line in data_notes(data, opts.batch):
+        for line in data_notes(info, opts.batch):
             log(line)
     job = job_identity(cfg, data, opts)
     run_dir, resume_from = resolve_run(outdir, cfg.name, opts.resume, job, log)
