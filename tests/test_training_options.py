@@ -62,3 +62,9 @@ def test_auto_augmentation_is_ada_for_small_records_folders_and_ada_speed_comes_
     assert job["augment"] == {"aug": "ada", "augpipe": "bc", "aug_target": 0.5, "ada_kimg": 10.0, "aug_p": None}
     record = loop.options_record(demo, opts, Trainer(), None, job)
     assert record["aug"] == "ada" and record["ada_kimg"] == 10.0
+
+
+def test_a_preset_ada_speed_below_the_minimum_is_named():
+    import pytest
+    with pytest.raises(ValueError, match=r"^config field ada_kimg: must be >= 0.001, got 0.0$"):
+        load_config("demo", ada_kimg=0.0)
