@@ -8,7 +8,7 @@ import pytest
 from tf3dstylegan.data import make_dataset
 from tf3dstylegan.data.batches import make_batches
 from tf3dstylegan.data.labels import write_labels
-from tf3dstylegan.data.records import RecordWriter, _record_spans, serialize_volume
+from tf3dstylegan.data.records import RecordWriter, _record_spans, dataset_info, serialize_volume
 from tf3dstylegan.data.volumes import DataError
 from tf3dstylegan.io.tfrecord import write_record
 
@@ -52,6 +52,22 @@ def test_unshuffled_batches_equal_tf_datas(tmp_path, volumes, num_shards):
     assert all(b.dtype == np.float32 for b in ours)
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(a, b)  # the same float32 ops: x * 2 - 1
+
+
+def test_an_info_already_read_is_not_read_again(records, monkeypatch):
+    import tf3dstylegan.data.batches
+    import tf3dstylegan.data.pipeline
+    info = dataset_info(records)
+
+    def read_again(path):
+        raise AssertionError(f"{path} read again")
+
+    for module in (tf3dstylegan.data.batches, tf3dstylegan.data.pipeline):
+        monkeypatch.setattr(module, "dataset_info", read_again)
+    with make_batches(records, 4, shuffle=False, repeat=False, info=info) as batches:
+        ours = list(batches)
+    theirs = list(make_dataset(records, 4, shuffle=False, repeat=False, info=info).as_numpy_iterator())
+    assert [b.shape for b in ours] == [b.shape for b in theirs] == [(4, *SHAPE, 1), (4, *SHAPE, 1), (2, *SHAPE, 1)]
 
 
 def test_repeating_batches_are_full(records):

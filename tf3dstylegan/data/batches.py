@@ -28,11 +28,12 @@ _POLL_S = 0.1  # how often a blocked reader thread checks whether it should stop
 
 class VolumeReader:
     """The volumes of one process's shard of a records folder: read, checked and converted by position, kept in
-    memory when they fit cache_mb. Thread-safe reads (positional file reads; each cache slot is written once
-    before it is marked filled)."""
+    memory when they fit cache_mb (info: the folder's DatasetInfo when the caller has read it). Thread-safe reads
+    (positional file reads; each cache slot is written once before it is marked filled)."""
 
-    def __init__(self, path, process_index=0, process_count=1, cache_mb=DEFAULT_CACHE_MB, with_labels=False):
-        info = dataset_info(path)
+    def __init__(self, path, process_index=0, process_count=1, cache_mb=DEFAULT_CACHE_MB, with_labels=False,
+                 info=None):
+        info = info or dataset_info(path)
         self.path, self.files = path, info.files
         self.stored_shape = (info.num_channels, *info.img_shape)  # [C, X, Y, Z]
         self.volume_shape = (*info.img_shape, info.num_channels)  # [X, Y, Z, C]
@@ -200,19 +201,19 @@ class Batches:
 
 def make_batches(path, batch_size, *, seed=0, shuffle=True, repeat=True, mirror_augment=False, process_index=0,
                  process_count=1, cache_mb=DEFAULT_CACHE_MB, with_labels=False, read_ahead=DEFAULT_READ_AHEAD,
-                 workers=DEFAULT_WORKERS) -> Batches:
+                 workers=DEFAULT_WORKERS, info=None) -> Batches:
     """Batches of a records folder as data.pipeline.make_dataset gives them, from NumPy.
 
     batch_size is the global batch: each of process_count processes yields batch_size / process_count volumes of
     its own shard. shuffle (a new uniform order each epoch) and mirror_augment (a coin per volume, its own
     stream) are deterministic for a seed (pass derived_seed(seed, start_step) when resuming). Batches are full
     when repeating. A shard of at most cache_mb is kept in memory after its first read. A background thread
-    prepares read_ahead batches, `workers` threads reading their volumes. Bad records raise DataError naming the
-    file and record."""
+    prepares read_ahead batches, `workers` threads reading their volumes. info: the folder's DatasetInfo when the
+    caller has read it (records.dataset_info). Bad records raise DataError naming the file and record."""
     if batch_size % process_count:
         raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
     if not 0 <= process_index < process_count:
         raise ValueError(f"process index {process_index} is not in [0, {process_count})")
-    reader = VolumeReader(path, process_index, process_count, cache_mb, with_labels)
+    reader = VolumeReader(path, process_index, process_count, cache_mb, with_labels, info)
     return Batches(reader, batch_size // process_count, seed, shuffle, repeat, mirror_augment, process_index,
                    read_ahead, workers)

@@ -64,7 +64,7 @@ def _indexed_records(file, shard, num_shards):
 
 def make_dataset(path, batch_size, *, seed=0, shuffle=True, repeat=True, mirror_augment=False,
                  input_context=None, shuffle_mb=DEFAULT_SHUFFLE_MB, cache_mb=DEFAULT_CACHE_MB,
-                 max_volumes=None, with_labels=False):
+                 max_volumes=None, with_labels=False, info=None):
     """A tf.data.Dataset of float32 [B, X, Y, Z, C] batches in [-1, 1] from a records folder; with
     with_labels, of (volumes, labels float32 [B, label_size]) pairs, each label the one of its volume.
 
@@ -72,8 +72,9 @@ def make_dataset(path, batch_size, *, seed=0, shuffle=True, repeat=True, mirror_
     `strategy.distribute_datasets_from_function`) each input pipeline yields the per-replica batch
     of its own shard of the data. shuffle and mirror_augment are deterministic for a given seed.
     Batches are full (drop_remainder) when repeating. A dataset (shard) of at most cache_mb is
-    parsed once and kept in memory."""
-    info = dataset_info(path)
+    parsed once and kept in memory. info: the folder's DatasetInfo when the caller has read it
+    (records.dataset_info)."""
+    info = info or dataset_info(path)
     labels = None
     if with_labels:
         _, labels = read_labels(path)

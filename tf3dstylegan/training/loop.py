@@ -75,7 +75,7 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
         elif resume_from is not None:
             trainer.initialize_from(resume_from, log)
             log(f"initialised G, D and G_ema from {resume_from}")
-        batches = trainer.batches(data, trainer.counters[0])
+        batches = trainer.batches(data, trainer.counters[0], info)
         if trainer.chief:  # the lock made the run folder
             write_json_atomic(run_dir / "training_options.json", options_record(cfg, opts, trainer, resume_from, job))
             log(f"run folder {run_dir} ({trainer.description}, batch {opts.batch}, {opts.precision})")

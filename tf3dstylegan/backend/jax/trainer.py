@@ -112,9 +112,10 @@ class Trainer:
     def set_counters(self, step, nimg, seconds):
         self.counters = (step, nimg, seconds)
 
-    def batches(self, data, start_step):
+    def batches(self, data, start_step, info=None):
         """An iterator of batches [B, X, Y, Z, C] (or (volumes, labels)) placed on the devices, from a records folder
-        (tf3dstylegan.data.make_batches) or a function start_step -> iterator of NumPy batches."""
+        (tf3dstylegan.data.make_batches; its DatasetInfo in `info` when read already) or a function start_step ->
+        iterator of NumPy batches."""
         if callable(data):
             source = data(start_step)
         else:
@@ -123,7 +124,7 @@ class Trainer:
             source = make_batches(data, self.opts.batch, seed=derived_seed(self.opts.seed, start_step), shuffle=True,
                                   repeat=True, mirror_augment=self.cfg.mirror_augment,
                                   process_index=jax.process_index(), process_count=jax.process_count(),
-                                  with_labels=self.label_table is not None)
+                                  with_labels=self.label_table is not None, info=info)
         return (self._placed(batch) for batch in source)
 
     def _placed(self, batch):

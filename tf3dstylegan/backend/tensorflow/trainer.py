@@ -49,12 +49,12 @@ class Trainer:
         self.state.nimg.assign(nimg)
         self.state.seconds.assign(seconds)
 
-    def batches(self, data, start_step):
-        """An iterator of distributed batches from `data` (a records folder, or a function (input_context,
-        start_step) -> tf.data.Dataset of per-replica batches), from step `start_step` on. A damaged record met
-        mid-run ends it with one line naming its file."""
+    def batches(self, data, start_step, info=None):
+        """An iterator of distributed batches from `data` (a records folder, its DatasetInfo in `info` when read
+        already, or a function (input_context, start_step) -> tf.data.Dataset of per-replica batches), from step
+        `start_step` on. A damaged record met mid-run ends it with one line naming its file."""
         make = _dataset_function(data, self.cfg, self.opts.batch, self.opts.seed, self.state.train_step.label_table
-                                 is not None)
+                                 is not None, info)
         return _named_errors(iter(self.strategy.distribute_datasets_from_function(lambda ctx: make(ctx, start_step))),
                              data)
 
@@ -83,7 +83,7 @@ def _named_errors(iterator, data):
             raise ValueError(message) from None
 
 
-def _dataset_function(data, cfg, batch, seed, with_labels):
+def _dataset_function(data, cfg, batch, seed, with_labels, info):
     """input_context, start_step -> per-replica dataset, checking the volume shape against the config."""
     if callable(data):
         make = data
@@ -93,7 +93,8 @@ def _dataset_function(data, cfg, batch, seed, with_labels):
 
         def make(ctx, start_step):
             return make_dataset(path, batch, seed=derived_seed(seed, start_step), shuffle=True, repeat=True,
-                                mirror_augment=cfg.mirror_augment, input_context=ctx, with_labels=with_labels)
+                                mirror_augment=cfg.mirror_augment, input_context=ctx, with_labels=with_labels,
+                                info=info)
     expected = (*cfg.img_shape, cfg.num_channels)
 
     def checked(ctx, start_step):
