@@ -38,3 +38,10 @@ def reference_crop(volumes, key):
     """Our channels-last [B, X, Y, Z, C] volumes subsampled as the stored reference `key`, channels-first."""
     import numpy as np
     return np.transpose(np.asarray(volumes), (0, 4, 1, 2, 3))[REFERENCE_CROPS[key]]
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pytest.ini): a worker per core, at most one per 8 GB of memory (a training test can take 7 GB)
+    and at most 4."""
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(os.cpu_count() or 1, int(memory_gb // 8), 4))
