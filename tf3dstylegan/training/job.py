@@ -106,6 +106,8 @@ def _difference(key, old, new):
     if key == "conditional":
         kind = {True: "conditional", False: "unconditional"}
         return f"it is {kind.get(old, old)} (this run: {kind.get(new, new)})"
+    if key == "data":  # whole: two data folders' paths often differ only at their ends
+        return f"its data is {old} (this run: {new})"
     return f"its {_label(key)} is {_shown(old)} (this run: {_shown(new)})"
 
 
