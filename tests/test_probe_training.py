@@ -296,12 +296,18 @@ def test_a_shape_stored_as_floats_is_named_as_such(tmp_path):
         dataset_info(folder)
 
 
-def test_unused_augmentation_flags_are_said_to_be_ignored(tmp_path, capsys):
+@pytest.mark.parametrize("flags, note", [
+    (["--aug", "none", "--aug_p", "0.5", "--augpipe", "bgcfnox"], "--aug none does not use --augpipe, --aug_p"),
+    (["--aug", "fixed", "--aug_p", "0.2", "--aug_target", "0.5", "--ada_kimg", "5"],
+     "--aug fixed does not use --aug_target, --ada_kimg"),
+    (["--aug", "auto", "--aug_target", "0.5", "--ada_kimg", "5", "--aug_p", "0.1"], None),  # auto may become ada
+])
+def test_unused_augmentation_flags_are_said_to_be_ignored(tmp_path, capsys, flags, note):
     """N46: --aug none --aug_p 0.5 --augpipe bgcfnox recorded values that are never used."""
     from tf3dstylegan import cli
     with pytest.raises(SystemExit):
-        cli.run("tf3dstylegan.commands.train", ["train.py", "--aug", "none", "--aug_p", "0.5", "--augpipe", "bgcfnox",
-                                                "--data", str(tmp_path / "missing"), "--outdir", str(tmp_path)])
+        cli.run("tf3dstylegan.commands.train", ["train.py", *flags, "--data", str(tmp_path / "missing"),
+                                                "--outdir", str(tmp_path)])
     out, err = capsys.readouterr()
-    assert "note: --aug none does not use --augpipe, --aug_p: ignored and not recorded" in out
+    assert (f"note: {note}: ignored and not recorded" in out) if note else "does not use" not in out
     assert err.strip().endswith("no such records folder or file") and not list(tmp_path.iterdir())

@@ -63,10 +63,8 @@ def main(fv, args):
             and math.prod(cfg.img_shape) >= CPU_BATCH_VOXELS):
         options["batch"] = CPU_BATCH
     TrainingOptions(**options)  # every flag checked before any work
-    from tf3dstylegan.training.job import augmentation
-    used = augmentation("ada" if fv.aug == "auto" else fv.aug, fv.augpipe, fv.aug_target, fv.aug_p, fv.ada_kimg)
-    unused = [f"--{name}" for name in ("augpipe", "aug_target", "aug_p", "ada_kimg") if fv[name].present
-              and name not in used]
+    from tf3dstylegan.training.job import AUG_OPTIONS
+    unused = [f"--{name}" for name in AUG_OPTIONS["ada"] if fv[name].present and name not in AUG_OPTIONS[fv.aug]]
     if unused:
         print(f"note: --aug {fv.aug} does not use {', '.join(unused)}: ignored and not recorded")
     if options["batch"] != fv.batch:

@@ -30,15 +30,16 @@ def data_source(data) -> str:
     return str(path)
 
 
+AUG_OPTIONS = {"none": (), "fixed": ("augpipe", "aug_p"), "ada": ("augpipe", "aug_target", "ada_kimg", "aug_p")}
+AUG_OPTIONS["auto"] = AUG_OPTIONS["ada"]  # the options auto may use: it becomes ada or none once the data is known
+
+
 def augmentation(aug, augpipe, aug_target, aug_p, ada_kimg) -> dict:
     """The augmentation options a run uses (unused ones left out); aug is resolved (not 'auto')."""
     if aug == "auto":
         raise ValueError("aug 'auto' is decided by the data: resolve the options first (TrainingOptions.resolved)")
-    if aug == "none":
-        return {"aug": "none"}
-    if aug == "fixed":
-        return {"aug": "fixed", "augpipe": augpipe, "aug_p": aug_p}
-    return {"aug": "ada", "augpipe": augpipe, "aug_target": aug_target, "ada_kimg": ada_kimg, "aug_p": aug_p}
+    values = dict(augpipe=augpipe, aug_target=aug_target, aug_p=aug_p, ada_kimg=ada_kimg)
+    return {"aug": aug, **{name: values[name] for name in AUG_OPTIONS[aug]}}
 
 
 def job_identity(cfg, data, opts) -> dict:
