@@ -13,11 +13,14 @@ project in Z and re-map under the new label; shift = project in W and add the co
   and, voxel by voxel, the gain (least-squares coefficient) and NCC of the edit's change map on the true one;
   the same for the darkening of the ventricles' ellipsoid (its mean intensity's drop: continuous, where the volume
   moves by whole 0.5 ml voxels at 8 mm);
-- fidelity: NCC and MSE (in [0, 1]) of the edit with the true subject at the new age, against two baselines: the
-  unedited projection and a fresh sample (random latent) at the new age;
+- fidelity: NCC and MSE (in [0, 1]) of the edit with the true subject at the new age, against three baselines: the
+  unedited projection, a fresh sample (random latent) at the new age, and the scan itself (no edit at all);
 - minimality: mean |change| of the edit outside the voxels the true age change touches (|truth change| > --region),
   against the same inside;
-- composition: largest |edit to the subject's own covariates - the projection's reconstruction|.
+- composition: largest |edit to the subject's own covariates - the projection's reconstruction| (with the
+  residual: - the scan).
+With --residual each method is also measured as '<method>+residual': the edit applied to the scan's own voxels,
+edit + (scan - reconstruction) (generate.py --scan); its change map is the method's, its starting point the scan.
 One JSON line per subject and edit method (--per_subject), then one summary line per edit method.
 """
 import json
@@ -35,6 +38,8 @@ flags.DEFINE_integer("first", 1000, "Index of the first held-out demo subject.")
 flags.DEFINE_integer("steps", 300, "Projection steps per subject.")
 flags.DEFINE_float("years", 20.0, "Size of the age edit.")
 flags.DEFINE_list("edits", ["remap", "shift"], "Edit methods to measure.")
+flags.DEFINE_bool("residual", True, "Also measure each edit applied to the scan itself (edit + scan - "
+                  "reconstruction: generate.py --scan), named '<edit>+residual'.")
 flags.DEFINE_float("region", 0.02, "Minimality: a voxel is in the age effect's region when the true change > this.")
 flags.DEFINE_integer("bootstrap", 2000, "Bootstrap resamples of the slope ratio's interval.")
 flags.DEFINE_bool("per_subject", False, "Also print one line per subject.")
@@ -102,26 +107,34 @@ def measure_subject(G, index, edits):
                                        seed=FLAGS.seed, labels=labels_own, space=SPACE_OF[edit])
         subject = ProjectedSubject(w=projection.w, noises=projection.noises, network="", labels=projection.labels,
                                    condition=own, z=projection.z)
-        volumes = cf.counterfactuals(G, subject, np.stack([labels_own, labels_new]), edit)
-        edit_own, edit_new = to_unit_range(volumes)[..., 0]
+        volumes = cf.counterfactuals(G, subject, np.stack([labels_own, labels_new]), edit)   # [2, X, Y, Z, C]
         reconstruction = to_unit_range(projection.reconstruction)[..., 0]
-        change = np.abs(edit_new - edit_own)
-        true_map, edit_map = (truth_new - truth_own).ravel(), (edit_new - edit_own).ravel()   # [X*Y*Z]
-        results[edit] = {
-            "subject": index, "age": own["age"], "new_age": new["age"], "sex": own["sex"],
-            "true_change_ml": true_change / 1000.0,
-            "edit_change_ml": (ventricle_volume(edit_new, voxel) - ventricle_volume(edit_own, voxel)) / 1000.0,
-            "true_darkening": darkening(truth_new, truth_own, voxel),
-            "edit_darkening": darkening(edit_new, edit_own, voxel),
-            "change_gain": float(edit_map @ true_map / (true_map @ true_map)), "change_ncc": ncc(edit_map, true_map),
-            "ncc": {"edit": ncc(edit_new, truth_new), "unedited": ncc(reconstruction, truth_new),
-                    "fresh_sample": ncc(fresh, truth_new), "projection_vs_own": ncc(reconstruction, truth_own)},
-            "mse": {"edit": mse(edit_new, truth_new), "unedited": mse(reconstruction, truth_new),
-                    "fresh_sample": mse(fresh, truth_new)},
-            "change_outside": float(change[~region].mean()), "change_inside": float(change[region].mean()),
-            "true_change_outside": float(np.abs(truth_new - truth_own)[~region].mean()),
-            "region_fraction": float(region.mean()),
-            "composition_max": float(np.max(np.abs(edit_own - reconstruction)))}
+        variants = {edit: volumes}
+        if FLAGS.residual:
+            residual = truth_own[..., np.newaxis] * 2.0 - 1.0 - projection.reconstruction      # [X, Y, Z, C]
+            variants[f"{edit}+residual"] = volumes + residual[np.newaxis]
+        for name, edited in variants.items():
+            edit_own, edit_new = to_unit_range(edited)[..., 0]
+            reference = truth_own if name.endswith("+residual") else reconstruction   # what the edit starts from
+            change = np.abs(edit_new - edit_own)
+            true_map, edit_map = (truth_new - truth_own).ravel(), (edit_new - edit_own).ravel()   # [X*Y*Z]
+            results[name] = {
+                "subject": index, "age": own["age"], "new_age": new["age"], "sex": own["sex"],
+                "true_change_ml": true_change / 1000.0,
+                "edit_change_ml": (ventricle_volume(edit_new, voxel) - ventricle_volume(edit_own, voxel)) / 1000.0,
+                "true_darkening": darkening(truth_new, truth_own, voxel),
+                "edit_darkening": darkening(edit_new, edit_own, voxel),
+                "change_gain": float(edit_map @ true_map / (true_map @ true_map)),
+                "change_ncc": ncc(edit_map, true_map),
+                "ncc": {"edit": ncc(edit_new, truth_new), "unedited": ncc(reconstruction, truth_new),
+                        "fresh_sample": ncc(fresh, truth_new), "scan": ncc(truth_own, truth_new),
+                        "projection_vs_own": ncc(reconstruction, truth_own)},
+                "mse": {"edit": mse(edit_new, truth_new), "unedited": mse(reconstruction, truth_new),
+                        "fresh_sample": mse(fresh, truth_new), "scan": mse(truth_own, truth_new)},
+                "change_outside": float(change[~region].mean()), "change_inside": float(change[region].mean()),
+                "true_change_outside": float(np.abs(truth_new - truth_own)[~region].mean()),
+                "region_fraction": float(region.mean()),
+                "composition_max": float(np.max(np.abs(edit_own - reference)))}
     return results
 
 
@@ -146,7 +159,8 @@ def summary(rows, rng):
                             "slope_ratio_95": [float(q) for q in np.nanpercentile(boot, [2.5, 97.5])],
                             "undefined_resamples": int(np.sum(np.isnan(boot)))}
     mean = {name: {k: float(np.mean([r[name][k] for r in rows])) for k in rows[0][name]} for name in ("ncc", "mse")}
-    wins = {k: int(np.sum([r["ncc"]["edit"] > r["ncc"][k] for r in rows])) for k in ("unedited", "fresh_sample")}
+    wins = {k: int(np.sum([r["ncc"]["edit"] > r["ncc"][k] for r in rows])) for k in ("unedited", "fresh_sample",
+                                                                                      "scan")}
     return {"ventricle_volume": effects["change_ml"], "ventricle_darkening": effects["darkening"],
             "ncc_mean": mean["ncc"], "mse_mean": mean["mse"], "ncc_edit_beats": wins,
             **{k: float(np.mean([r[k] for r in rows])) for k in MEANS},
@@ -156,10 +170,10 @@ def summary(rows, rng):
 def main(argv):
     started = time.time()
     G, network = trained_network()
-    rows = {edit: [] for edit in FLAGS.edits}
+    rows = {}
     for index in range(FLAGS.first, FLAGS.first + FLAGS.subjects):
         for edit, row in measure_subject(G, index, FLAGS.edits).items():
-            rows[edit].append(row)
+            rows.setdefault(edit, []).append(row)
             if FLAGS.per_subject:
                 print(json.dumps({"edit": edit, **row}), flush=True)
     rng = np.random.default_rng(FLAGS.seed)

@@ -11,6 +11,7 @@ from tf3dstylegan import cli, conditions, projector
 from tf3dstylegan import counterfactual as cf
 from tf3dstylegan.config import load_config
 from tf3dstylegan.data.labels import LabelEncoding
+from tf3dstylegan.data.nifti import save_volume
 from tf3dstylegan.sampling import synthesize
 from tf3dstylegan.networks import build_generator
 from tf3dstylegan.projections import load_projection, save_projection
@@ -36,7 +37,7 @@ def G():
 
 @pytest.fixture(scope="module")
 def projected(G, tmp_path_factory):
-    """projected_w.npz files of one target (age 70, F) in W and in Z, and the Projections."""
+    """projected_w.npz files of one target (age 70, F) in W and in Z, the Projections and the target [X, Y, Z, C]."""
     folder = tmp_path_factory.mktemp("projections")
     target = np.asarray(G(np.random.RandomState(1).randn(1, G.latent_size), labels=ENCODING.encode(
         {"age": 70, "sex": "F"})[np.newaxis]))[0]
@@ -45,7 +46,24 @@ def projected(G, tmp_path_factory):
         results[space] = projector.project(G, target, num_steps=3, w_avg_samples=SAMPLES, space=space,
                                            labels=ENCODING.encode({"age": 70, "sex": "F"}))
         save_projection(folder / f"{space}.npz", G, results[space])
-    return folder, results
+    return folder, results, target
+
+
+@pytest.fixture(scope="module")
+def scan_file(projected, tmp_path_factory):
+    """A scan of the W projection as project.py writes its target (target.nii.gz, [0, 1]: here the reconstruction
+    plus detail it misses); a scan of another subject, one out of range and one off the grid."""
+    folder = tmp_path_factory.mktemp("scans")
+    rng = np.random.default_rng(3)
+    reconstruction = projected[1]["w"].reconstruction[..., 0]
+    detail = 0.3 * reconstruction.std() * rng.standard_normal(reconstruction.shape)
+    scan = np.clip((reconstruction + detail + 1) / 2, 0, 1)
+    save_volume(folder / "target.nii.gz", scan.astype(np.float32), 2.0)
+    other = rng.uniform(0, 1, projected[2].shape[:3]).astype(np.float32)
+    save_volume(folder / "other.nii.gz", other, 2.0)
+    save_volume(folder / "bright.nii.gz", other * 255, 2.0)
+    save_volume(folder / "small.nii.gz", other[:2], 2.0)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +77,7 @@ def saved(G, tmp_path_factory):
 
 
 def test_projection_records_its_condition_and_network(G, projected):
-    folder, results = projected
+    folder, results, _ = projected
     for space in ("w", "z"):
         subject = load_projection(folder / f"{space}.npz", G)
         assert subject.space == space and subject.condition == pytest.approx({"age": 70, "sex": "F"})
@@ -77,6 +95,29 @@ def test_editing_to_its_own_condition_gives_back_the_projection(G, projected, sp
     subject = load_projection(projected[0] / f"{space}.npz", G)
     own = cf.counterfactuals(G, subject, subject.labels[np.newaxis], num_samples=SAMPLES)[0]
     np.testing.assert_allclose(own, projected[1][space].reconstruction, atol=TOL)
+
+
+@pytest.mark.parametrize("space", ["w", "z"])
+def test_an_edit_with_the_scan_keeps_its_residual_and_changes_what_the_model_changes(G, projected, space):
+    subject = load_projection(projected[0] / f"{space}.npz", G)
+    target = projected[2]
+    labels = np.stack([subject.labels, ENCODING.encode({"age": 85, "sex": "M"})])
+    plain = cf.counterfactuals(G, subject, labels, num_samples=SAMPLES)
+    np.testing.assert_allclose(cf.reconstruction(G, subject), projected[1][space].reconstruction, atol=TOL)
+    kept = cf.counterfactuals(G, subject, labels, num_samples=SAMPLES, residual=target - cf.reconstruction(G, subject))
+    np.testing.assert_allclose(kept[0], target, atol=TOL)  # its own condition: the scan itself
+    np.testing.assert_allclose(kept[1] - target, plain[1] - plain[0], atol=TOL)  # the model's change, on the scan
+    assert np.max(np.abs(plain[1] - plain[0])) > 1e-3 and np.max(np.abs(target - plain[0])) > 1e-3
+
+
+def test_a_scan_is_checked(G, projected):
+    target = projected[2]
+    np.testing.assert_allclose(cf.check_scan(G, (target + 1) / 2), target, atol=1e-6)
+    for scan, problem in [(((target + 1) / 2)[:2], "is not the network's grid"),
+                          (np.full_like(target, np.nan), "are NaN or Inf"),
+                          ((target + 1) * 100, "are not the network's \\[0, 1\\]")]:
+        with pytest.raises(ValueError, match=problem):
+            cf.check_scan(G, scan)
 
 
 @pytest.mark.slow
@@ -118,7 +159,7 @@ def run_generate(capsys, *argv):
 
 
 @pytest.mark.slow
-def test_sweep_and_single_edit_commands(G, saved, projected, tmp_path, capsys):
+def test_sweep_and_single_edit_commands(G, saved, projected, scan_file, tmp_path, capsys):
     code, _, err = run_generate(capsys, "--network", saved / "cond.keras", "--projected", projected[0] / "z.npz",
                                 "--sweep", "age=50:90:3", "--cond", "sex=M", "--outdir", tmp_path / "sweep")
     assert code == 0, err
@@ -144,6 +185,25 @@ def test_sweep_and_single_edit_commands(G, saved, projected, tmp_path, capsys):
     assert code == 0, err
     info = json.loads((tmp_path / "one" / "counterfactual.json").read_text())
     assert info["edit"] == "shift" and [e["file"] for e in info["edits"]] == ["counterfactual-age-80.nii.gz"]
+    assert info["scan"] is None
+    code, out, err = run_generate(capsys, "--network", saved / "cond.keras", "--projected", projected[0] / "w.npz",
+                                  "--cond", "age=80", "--scan", scan_file / "target.nii.gz",
+                                  "--outdir", tmp_path / "on")
+    assert code == 0 and "on the scan" in out[-1], err
+    info = json.loads((tmp_path / "on" / "counterfactual.json").read_text())
+    assert info["scan"] == str(scan_file / "target.nii.gz") and not (tmp_path / "on" / "projection.nii.gz").exists()
+    assert not any(line.startswith("warning") for line in out), out
+    scan = nib.load(tmp_path / "on" / "scan.nii.gz").get_fdata()
+    np.testing.assert_allclose(scan, nib.load(scan_file / "target.nii.gz").get_fdata(), atol=TOL)
+    reconstructed = cf.reconstruction(G, load_projection(projected[0] / "w.npz", G))
+    assert info["scan_ncc_with_reconstruction"] == pytest.approx(
+        np.corrcoef(scan.ravel() * 2 - 1, reconstructed.ravel())[0, 1], abs=1e-5)
+    code, out, err = run_generate(capsys, "--network", saved / "cond.keras", "--projected", projected[0] / "w.npz",
+                                  "--cond", "age=80", "--scan", scan_file / "other.nii.gz", "--outdir", tmp_path / "o")
+    assert code == 0 and any(line.startswith("warning: --scan") and "is it the scan" in line for line in out), out
+    change = (nib.load(tmp_path / "one" / "difference-age-80.nii.gz").get_fdata())
+    written = nib.load(tmp_path / "on" / "counterfactual-age-80.nii.gz").get_fdata()
+    np.testing.assert_allclose(written, np.clip(scan + change, 0, 1), atol=TOL)
 
 
 BAD = [
@@ -160,12 +220,16 @@ BAD = [
     ("other", "z", ["--cond", "age=60"], "--projected: ... made with another network"),
     ("uncond", "z", ["--cond", "age=60"], "--network: this network is unconditional"),
     ("raw", "z", ["--cond", "age=60"], "--network: this network is conditional (label_size 3, covariates not named)"),
+    ("cond", "w", ["--cond", "age=60", "--scan", "SCANS/bright.nii.gz"], "--scan: ... are not the network's [0, 1]"),
+    ("cond", "w", ["--cond", "age=60", "--scan", "SCANS/small.nii.gz"], "--scan: ... is not the network's grid"),
+    ("cond", "w", ["--cond", "age=60", "--scan", "SCANS/none.nii.gz"], "--scan: ... no such file"),
 ]
 
 
 @pytest.mark.parametrize("network, space, flags, problem", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
-def test_bad_counterfactual_input_is_one_line_and_writes_nothing(saved, projected, tmp_path, capsys, network, space,
-                                                                 flags, problem):
+def test_bad_counterfactual_input_is_one_line_and_writes_nothing(saved, projected, scan_file, tmp_path, capsys,
+                                                                 network, space, flags, problem):
+    flags = [str(f).replace("SCANS", str(scan_file)) for f in flags]
     code, _, err = run_generate(capsys, "--network", saved / f"{network}.keras", "--projected",
                                 projected[0] / f"{space}.npz", *flags, "--outdir", tmp_path / "out")
     start, _, middle = problem.partition(" ... ")  # the flag and the start of its message, or a part of it

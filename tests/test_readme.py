@@ -76,6 +76,8 @@ EXAMPLES = {
     "--sweep age=50:90:5 --cond sex=F --outdir out/cf_sweep": ("run", []),
     "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz --cond age=80 "
     "--outdir out/cf_one": ("run", []),
+    "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz --cond age=80 "
+    "--scan out/proj_cond/target.nii.gz --outdir out/cf_scan": ("run", []),
     "python bench/bench_counterfactual.py --network RUN --subjects 16 --steps 300": ("flags", None),
     "python -m tf3dstylegan metrics --network runs/00000-demo --protocol paper --num 100 --out out/metrics.json":
         ("run", ["--num", "8", "--intervals", "2"]),

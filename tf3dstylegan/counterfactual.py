@@ -8,9 +8,11 @@ its own condition. An edit changes only the condition; the noise maps stay the s
 - "shift" (any projection): w' = w + mean_k mapping(z_k, labels') - mean_k mapping(z_k, labels) over the
   projector's sample latents z_k: the condition's average displacement in W.
 
-"auto" is remap when the projection holds z, else shift. bench/bench_counterfactual.py measures the edits against
-the conditional demo's ground truth (tf3dstylegan.data.demo.demo_subject). Editing to the projection's own
-condition gives back its reconstruction. Volumes are float32 [V, X, Y, Z, C] in [-1, 1].
+"auto" is remap when the projection holds z, else shift. Given the projected scan, an edit can keep the scan's
+residual (what the projection does not reproduce): edit + (scan - reconstruction), so that only the model's change
+is applied to the subject's own voxels. bench/bench_counterfactual.py measures the edits against the conditional
+demo's ground truth (tf3dstylegan.data.demo.demo_subject). Editing to the projection's own condition gives back its
+reconstruction (with the residual: the scan). Volumes are float32 [V, X, Y, Z, C] in [-1, 1].
 """
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -24,6 +26,8 @@ from tf3dstylegan.sampling import synthesize, to_numpy
 
 EDITS = ("auto", "remap", "shift")
 RANGE_STDS = 2.0  # the training data's range, as the network knows it: its mean +- this many standard deviations
+LOW_SCAN_NCC = 0.5  # a scan this unlike its projection's reconstruction (NCC; 0.97-0.99 on the demo) is warned about
+SCAN_SLACK = 1e-3  # [0, 1] volumes written as float32 NIfTI read back within this
 
 
 def require_named(G):
@@ -97,11 +101,36 @@ def edited_styles(G, subject, labels, edit="auto", num_samples=projector.W_AVG_S
     return (subject.w + shifts[:, np.newaxis, :]).astype(np.float32)
 
 
-def counterfactuals(G, subject, labels, edit="auto", batch_size=4, num_samples=projector.W_AVG_SAMPLES):
-    """Volumes [V, X, Y, Z, C] of the projected subject under labels [V, L], with its noise maps."""
+def counterfactuals(G, subject, labels, edit="auto", batch_size=4, num_samples=projector.W_AVG_SAMPLES,
+                    residual=None):
+    """Volumes [V, X, Y, Z, C] of the projected subject under labels [V, L], with its noise maps; plus `residual`
+    [X, Y, Z, C] (the scan minus reconstruction(G, subject): the edits applied to the scan's own voxels)."""
     ws = edited_styles(G, subject, labels, edit, num_samples)
     noise = [np.repeat(n, len(ws), axis=0) for n in subject.noises]
-    return synthesize(G, ws, noise_mode="const", noise=noise, batch_size=batch_size)
+    volumes = synthesize(G, ws, noise_mode="const", noise=noise, batch_size=batch_size)
+    return volumes if residual is None else volumes + np.asarray(residual, np.float32)[np.newaxis]
+
+
+def reconstruction(G, subject, batch_size=4) -> np.ndarray:
+    """[X, Y, Z, C]: the projection's own volume, G.synthesis of its w and noise maps."""
+    return synthesize(G, subject.w, noise_mode="const", noise=subject.noises, batch_size=batch_size)[0]
+
+
+def check_scan(G, scan) -> np.ndarray:
+    """The projected scan as float32 [X, Y, Z, C] in [-1, 1] (given in [0, 1], as project.py's target.nii.gz);
+    ValueError when it is not on G's grid, not finite or not in [0, 1]."""
+    scan = np.asarray(scan, np.float32)
+    scan = scan[..., np.newaxis] if scan.ndim == 3 else scan
+    expected = (*G.img_shape, G.num_channels)
+    if scan.shape != expected:
+        raise ValueError(f"shape {scan.shape} is not the network's grid {expected}")
+    if not np.all(np.isfinite(scan)):
+        raise ValueError(f"{int(np.sum(~np.isfinite(scan)))} voxels are NaN or Inf")
+    low, high = float(scan.min()), float(scan.max())
+    if low < -SCAN_SLACK or high > 1 + SCAN_SLACK:
+        raise ValueError(f"values {low:.4g} .. {high:.4g} are not the network's [0, 1]: give the target.nii.gz "
+                         "that project.py wrote")
+    return scan * 2.0 - 1.0
 
 
 def edit_names(changed: List[Dict]) -> List[str]:
@@ -121,10 +150,11 @@ def strip(volumes, drange=(-1.0, 1.0)) -> np.ndarray:
     return np.concatenate([part for r in rows for part in (gap, r)][1:])
 
 
-def write_counterfactuals(outdir, names, volumes, reference, voxel_size, edits, info=None) -> Path:
+def write_counterfactuals(outdir, names, volumes, reference, voxel_size, edits, info=None,
+                          reference_name="projection") -> Path:
     """Per edit `counterfactual-<name>.nii.gz` (float32 [0, 1]) and `difference-<name>.nii.gz` (edit - reference,
-    in [0, 1] units),
-    `projection.nii.gz` (the reference: the projection at its own condition), `counterfactual.png` (the three
+    in [0, 1] units), `<reference_name>.nii.gz` (the reference: the projection at its own condition, or the scan
+    for edits that keep its residual), `counterfactual.png` (the three
     middle planes of the reference, then each edit), `difference.png` (grey = no change, its range +- the largest
     change) and counterfactual.json (`info` and per edit its condition `edits` [{name: value}], files and largest
     change)."""
@@ -133,7 +163,7 @@ def write_counterfactuals(outdir, names, volumes, reference, voxel_size, edits, 
     if not (np.all(np.isfinite(volumes)) and np.all(np.isfinite(reference))):
         raise ValueError("the generator produced non-finite voxels (NaN or Inf weights?); nothing written")
     differences = to_unit_range(volumes) - to_unit_range(reference)[np.newaxis]        # [V, X, Y, Z, C]
-    save_volume(outdir / "projection.nii.gz", to_unit_range(reference)[..., 0], voxel_size)
+    save_volume(outdir / f"{reference_name}.nii.gz", to_unit_range(reference)[..., 0], voxel_size)
     for name, volume, difference in zip(names, volumes, differences, strict=True):
         save_volume(outdir / f"counterfactual-{name}.nii.gz", to_unit_range(volume)[..., 0], voxel_size)
         save_volume(outdir / f"difference-{name}.nii.gz", difference[..., 0], voxel_size)

@@ -4,8 +4,9 @@
   {prog} --network PATH --projected proj/projected_w.npz --cond age=80 --outdir out/
 
 The covariates not given keep the projection's own values. Writes counterfactual-<name>-<value>.nii.gz and
-difference-<name>-<value>.nii.gz per edit, projection.nii.gz, counterfactual.png, difference.png and
-counterfactual.json.
+difference-<name>-<value>.nii.gz per edit, projection.nii.gz (with --scan: scan.nii.gz), counterfactual.png,
+difference.png and counterfactual.json. --scan proj/target.nii.gz (the scan as project.py wrote it) applies each
+edit to the scan's own voxels: edit + (scan - the projection's reconstruction).
 """
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def define_flags(fv):
     flags.DEFINE_enum("edit", "auto", list(EDITS), "Counterfactuals: remap the projected z under the new condition, "
                       "shift w by the condition's mean displacement in W, or auto (remap for a projection in Z, "
                       "else shift).", flag_values=fv)
+    flags.DEFINE_string("scan", None, "Counterfactuals: the projected scan as project.py wrote it (its outdir's "
+                        "target.nii.gz); each edit then keeps the scan's residual: edit + (scan - reconstruction).",
+                        flag_values=fv)
     flags.DEFINE_bool("extrapolate", False, "Counterfactuals: allow covariate values outside the training data's "
                       "range (its mean +- 2 standard deviations).", flag_values=fv)
 
@@ -29,7 +33,7 @@ def define_flags(fv):
 def check_flags(fv):
     """The counterfactual flags, before the network is loaded."""
     if not fv.projected:
-        for name in ("edit", "extrapolate"):
+        for name in ("edit", "extrapolate", "scan"):
             if fv[name].present:
                 raise flag_error(name, "needs --projected")
         return
@@ -42,8 +46,9 @@ def check_flags(fv):
     if fv.trunc != 1.0 or fv.trunc_cutoff is not None or fv.noise_mode != "const":
         raise flag_error("projected", "re-synthesises the projection's own w and noise maps: --trunc, "
                          "--trunc_cutoff and --noise_mode do not apply")
-    if not Path(fv.projected).is_file():
-        raise flag_error("projected", f"{fv.projected}: no such file")
+    for name in ("projected", "scan"):
+        if fv[name].value is not None and not Path(fv[name].value).is_file():
+            raise flag_error(name, f"{fv[name].value}: no such file")
 
 
 def run(G, fv):
@@ -83,13 +88,30 @@ def run(G, fv):
     except ValueError as err:
         raise flag_error("sweep", err) from None
     import numpy as np
-    labels = np.stack([conditions.encode_condition(G, condition) for condition in full])
-    opts = dict(edit=edit, batch_size=fv.batch_size)
-    volumes = cf.counterfactuals(G, subject, labels, **opts)
-    reference = cf.counterfactuals(G, subject, subject.labels[np.newaxis], **opts)[0]
+    scan = residual = None
+    if fv.scan:
+        from tf3dstylegan.data.volumes import DataError, check_volume, read_volume
+        try:
+            scan = cf.check_scan(G, check_volume(fv.scan, read_volume(fv.scan)[0]))
+        except DataError as err:
+            raise flag_error("scan", err) from None
+        except ValueError as err:
+            raise flag_error("scan", f"{fv.scan}: {err}") from None
+        reconstructed = cf.reconstruction(G, subject, fv.batch_size)
+        residual = scan - reconstructed
+        similarity = float(np.corrcoef(scan.ravel(), reconstructed.ravel())[0, 1])
+        if not similarity >= cf.LOW_SCAN_NCC:
+            print(f"warning: --scan {fv.scan}: NCC {similarity:.3f} with the projection's reconstruction: is it the "
+                  "scan that was projected?")
+    labels = np.stack([subject.labels] + [conditions.encode_condition(G, condition) for condition in full])
+    reference, *volumes = cf.counterfactuals(G, subject, labels, edit, fv.batch_size, residual=residual)
+    volumes = np.stack(volumes)
     info = {"network": str(fv.network), "projected": str(fv.projected), "projection_condition": subject.condition,
-            "space": subject.space, "edit": edit}
-    cf.write_counterfactuals(fv.outdir, cf.edit_names(changed), volumes, reference, G.config.voxel_size, full, info)
-    print(f"{len(volumes)} counterfactuals of {fv.projected} ({edit}; projected at "
+            "space": subject.space, "edit": edit, "scan": None if scan is None else str(fv.scan),
+            "scan_ncc_with_reconstruction": None if scan is None else similarity}
+    cf.write_counterfactuals(fv.outdir, cf.edit_names(changed), volumes, reference, G.config.voxel_size, full, info,
+                             reference_name="projection" if scan is None else "scan")
+    on = "" if scan is None else " on the scan"
+    print(f"{len(volumes)} counterfactuals of {fv.projected} ({edit}{on}; projected at "
           f"{','.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in subject.condition.items())}) "
           f"-> {fv.outdir}")
