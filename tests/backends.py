@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))  # bench/ is scripts, not a package
+from gpu_check import DRY_RUN_XLA_FLAGS  # noqa: E402  (tiny networks: XLA compiles without its costly passes)
 
 WITHOUT_TENSORFLOW = '''
 import importlib.abc, sys
@@ -35,9 +37,12 @@ def requires(backend):
 def run_on(backend, code, out_dir, *args, without_tensorflow=True, env=None, timeout=900):
     """Run `code` with KERAS_BACKEND=backend (argv[1] is out_dir, then args); the snippet saves its arrays with
     np.savez(sys.argv[1] + '/out.npz', ...). Returns (the loaded arrays, stdout). AssertionError with its stderr
-    when it fails."""
+    when it fails. On JAX, XLA compiles as in gpu_check's dry run (the tests' networks are tiny: compiling is
+    what takes their time)."""
     prelude = WITHOUT_TENSORFLOW if without_tensorflow else ""
     environment = dict(os.environ, KERAS_BACKEND=backend, **(env or {}))
+    if backend == "jax":
+        environment["XLA_FLAGS"] = " ".join([environment.get("XLA_FLAGS", ""), *DRY_RUN_XLA_FLAGS]).strip()
     proc = subprocess.run([sys.executable, "-c", prelude + code, str(out_dir), *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, env=environment)
     assert proc.returncode == 0, proc.stderr[-4000:]
