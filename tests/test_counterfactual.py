@@ -110,6 +110,18 @@ def test_an_edit_with_the_scan_keeps_its_residual_and_changes_what_the_model_cha
     assert np.max(np.abs(plain[1] - plain[0])) > 1e-3 and np.max(np.abs(target - plain[0])) > 1e-3
 
 
+def test_a_shift_computes_each_conditions_mean_w_once(G, projected, monkeypatch):
+    subject = load_projection(projected[0] / "w.npz", G)
+    calls = []
+    mean_w = cf.mean_w
+    monkeypatch.setattr(cf, "mean_w", lambda G, labels, num_samples: calls.append(labels) or mean_w(G, labels, 50))
+    old = ENCODING.encode({"age": 85, "sex": "M"})
+    ws = cf.edited_styles(G, subject, np.stack([subject.labels, old, old]), "shift")
+    assert len(calls) == 2  # the own condition (also the first edit) and the other one
+    np.testing.assert_allclose(ws[0], subject.w[0], atol=1e-6)  # to its own condition: no shift
+    np.testing.assert_array_equal(ws[1], ws[2])
+
+
 def test_a_scan_is_checked(G, projected):
     target = projected[2]
     np.testing.assert_allclose(cf.check_scan(G, (target + 1) / 2), target, atol=1e-6)

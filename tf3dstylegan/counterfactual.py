@@ -96,8 +96,13 @@ def edited_styles(G, subject, labels, edit="auto", num_samples=projector.W_AVG_S
     if edit == "remap":
         z = np.repeat(subject.z, len(labels), axis=0)                          # [V, latent_size]
         return to_numpy(G.mapping(z, labels)).astype(np.float32)
-    own = mean_w(G, subject.labels, num_samples)
-    shifts = np.stack([mean_w(G, label, num_samples) - own for label in labels])   # [V, dlatent_size]
+    conditions_in_order = [np.asarray(label, np.float32) for label in (subject.labels, *labels)]
+    means = {}  # each distinct condition's mean w once (the edits may hold the own condition)
+    for label in conditions_in_order:
+        if label.tobytes() not in means:
+            means[label.tobytes()] = mean_w(G, label, num_samples)
+    own, *edited = (means[label.tobytes()] for label in conditions_in_order)
+    shifts = np.stack(edited) - own                                                 # [V, dlatent_size]
     return (subject.w + shifts[:, np.newaxis, :]).astype(np.float32)
 
 
