@@ -11,6 +11,8 @@ RUN_CACHE = os.environ.get("TF3DSTYLEGAN_TEST_CACHE") or tempfile.mkdtemp(prefix
 os.environ["TF3DSTYLEGAN_CACHE"] = str(Path(RUN_CACHE) / "cache")
 os.environ["KERAS_HOME"] = str(Path(RUN_CACHE) / "keras")
 os.environ["PIP_CACHE_DIR"] = str(Path(RUN_CACHE) / "pip")  # the wheel test and the weight downloads run pip
+# pip asks `rustc --version` for its user agent; where rustc is rustup's proxy, that writes ~/.rustup/settings.toml.
+os.environ.setdefault("RUSTUP_HOME", str(Path(RUN_CACHE) / "rustup"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the package does: set before any test imports TensorFlow
 sys.path.insert(0, str(Path(__file__).parent))
