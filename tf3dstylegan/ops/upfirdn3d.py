@@ -40,10 +40,18 @@ def _fir_along_axis(x, taps, axis, pad):
     pads = [[0, 0]] * 4
     pads[padded] = list(pad)
     kernel = np.tile(np.reshape(taps, window + (1, 1)), (1, 1, channels, 1))   # [kh, kw, channels, 1]
-    y = ops.depthwise_conv(ops.pad(x2, pads), ops.cast(kernel, x.dtype), strides=1, padding="valid")
+    y = padded_depthwise_conv2d(x2, ops.cast(kernel, x.dtype), pads)
     out = [-1, sx, sy, sz, c]
     out[axis] += pad[0] + pad[1] - len(taps) + 1
     return ops.reshape(y, out)
+
+
+@backend.tensorflow_variant("padded_depthwise_conv2d")
+def padded_depthwise_conv2d(x, kernel, pads):
+    """Zero-pad x [B, H, W, C] by pads [[0, 0], [top, bottom], [left, right], [0, 0]], then VALID depthwise 2-D
+    convolution with kernel [kh, kw, C, 1] -> [B, H', W', C]. (On TensorFlow the padding is the convolution's
+    own: no padded copy.)"""
+    return ops.depthwise_conv(ops.pad(x, pads), kernel, strides=1, padding="valid")
 
 
 def _separable_fir3d(x, taps, pad, gain):

@@ -114,6 +114,12 @@ def grouped_conv3d(x, w):
     return tf.nn.conv3d(x, w, strides=[1] * 5, padding="VALID")
 
 
+def padded_depthwise_conv2d(x, kernel, pads):
+    """tf3dstylegan.ops.upfirdn3d.padded_depthwise_conv2d with the zero padding inside the convolution, without a
+    padded copy (bench_networks, 2mm-fd16 batch 2 on 2 cores: the G+D step 3.20-3.24 s against 3.59-3.76 s)."""
+    return tf.nn.depthwise_conv2d(x, kernel, strides=[1, 1, 1, 1], padding=[list(p) for p in pads])
+
+
 def linear_with_adjoint(forward, adjoint, jit=False):
     """A linear map `forward(x, *constants)` whose gradient is `adjoint(dy, *constants)` and the adjoint's the map:
     exact to any order, and nothing but the constants is kept for the backward pass (plain autodiff of a
