@@ -218,6 +218,17 @@ def test_sweep_and_single_edit_commands(G, saved, projected, scan_file, tmp_path
     np.testing.assert_allclose(written, np.clip(scan + change, 0, 1), atol=TOL)
 
 
+
+def test_an_edit_on_the_scan_synthesises_once(saved, projected, scan_file, tmp_path, capsys, monkeypatch):
+    synthesize, calls = cf.synthesize, []
+    monkeypatch.setattr(cf, "synthesize", lambda G, ws, **kw: calls.append(len(ws)) or synthesize(G, ws, **kw))
+    code, _, err = run_generate(capsys, "--network", saved / "cond.keras", "--projected", projected[0] / "w.npz",
+                                "--sweep", "age=60:80:2", "--scan", scan_file / "target.nii.gz",
+                                "--outdir", tmp_path / "on")
+    assert code == 0, err
+    assert calls == [3], calls  # the reconstruction (own condition) and both edits in one call
+
+
 BAD = [
     ("cond", "z", ["--cond", "bmi=30"], "--cond: unknown covariate 'bmi'"),
     ("cond", "z", ["--cond", "age=150"], "--cond: age=150 is outside the training data's range"),

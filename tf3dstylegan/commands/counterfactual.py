@@ -88,7 +88,7 @@ def run(G, fv):
     except ValueError as err:
         raise flag_error("sweep", err) from None
     import numpy as np
-    scan = residual = None
+    scan = None
     if fv.scan:
         from tf3dstylegan.data.volumes import DataError, check_volume, read_volume
         try:
@@ -97,14 +97,16 @@ def run(G, fv):
             raise flag_error("scan", err) from None
         except ValueError as err:
             raise flag_error("scan", f"{fv.scan}: {err}") from None
-        reconstructed = cf.reconstruction(G, subject, fv.batch_size)
-        residual = scan - reconstructed
-        similarity = float(np.corrcoef(scan.ravel(), reconstructed.ravel())[0, 1])
+    labels = np.stack([subject.labels] + [conditions.encode_condition(G, condition) for condition in full])
+    # One synthesis: the own-condition volume is the projection's reconstruction, the residual's reference.
+    reference, *volumes = cf.counterfactuals(G, subject, labels, edit, fv.batch_size)
+    if scan is not None:
+        similarity = float(np.corrcoef(scan.ravel(), reference.ravel())[0, 1])
         if not similarity >= cf.LOW_SCAN_NCC:
             print(f"warning: --scan {fv.scan}: NCC {similarity:.3f} with the projection's reconstruction: is it the "
                   "scan that was projected?")
-    labels = np.stack([subject.labels] + [conditions.encode_condition(G, condition) for condition in full])
-    reference, *volumes = cf.counterfactuals(G, subject, labels, edit, fv.batch_size, residual=residual)
+        volumes = [volume + (scan - reference) for volume in volumes]
+        reference = scan
     volumes = np.stack(volumes)
     info = {"network": str(fv.network), "projected": str(fv.projected), "projection_condition": subject.condition,
             "space": subject.space, "edit": edit, "scan": None if scan is None else str(fv.scan),
