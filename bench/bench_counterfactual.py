@@ -11,8 +11,8 @@ project in Z and re-map under the new label; shift = project in W and add the co
 - effectiveness: the least-squares slope of ventricle volume on age over the subjects' two ages (one intercept per
   subject), edits vs truth, with 95% intervals, and their ratio with a bootstrap interval over subjects;
   and, voxel by voxel, the gain (least-squares coefficient) and NCC of the edit's change map on the true one;
-  the same for the darkening of the ventricles' ellipsoid (its mean intensity's drop: continuous, where the volume
-  moves by whole 0.5 ml voxels at 8 mm);
+  the same for the partial-volume ventricle volume (data.anatomy.partial_ventricle_volume: continuous, where the
+  thresholded volume moves by whole 0.5 ml voxels at 8 mm and is 0 for most demo subjects);
 - fidelity: NCC and MSE (in [0, 1]) of the edit with the true subject at the new age, against three baselines: the
   unedited projection, a fresh sample (random latent) at the new age, and the scan itself (no edit at all);
 - minimality: mean |change| of the edit outside the voxels the true age change touches (|truth change| > --region),
@@ -70,14 +70,6 @@ def trained_network():
     return load_network(run).G_ema, str(run)
 
 
-def darkening(new, old, voxel_size) -> float:
-    """The drop of mean intensity inside the ventricle measure's ellipsoid from old to new [X, Y, Z]: a continuous
-    proxy of ventricle growth where ventricle_volume moves by whole voxels (0.5 ml at 8 mm)."""
-    from tf3dstylegan.data.anatomy import measure_mask
-    inside = measure_mask(old.shape, voxel_size)
-    return float(np.mean(old[inside]) - np.mean(new[inside]))
-
-
 def edited_age(age):
     """age + --years when that stays within the demo's ages, else age - --years."""
     from tf3dstylegan.data.anatomy import AGE_RANGE
@@ -88,7 +80,7 @@ def measure_subject(G, index, edits):
     """Per edit method the measurements of one held-out subject (volumes in [0, 1])."""
     from tf3dstylegan import conditions, projector
     from tf3dstylegan import counterfactual as cf
-    from tf3dstylegan.data import ventricle_volume
+    from tf3dstylegan.data import partial_ventricle_volume, ventricle_volume
     from tf3dstylegan.data.demo import demo_subject, subject_covariates
     from tf3dstylegan.io import to_unit_range
     from tf3dstylegan.projections import ProjectedSubject
@@ -122,8 +114,10 @@ def measure_subject(G, index, edits):
                 "subject": index, "age": own["age"], "new_age": new["age"], "sex": own["sex"],
                 "true_change_ml": true_change / 1000.0,
                 "edit_change_ml": (ventricle_volume(edit_new, voxel) - ventricle_volume(edit_own, voxel)) / 1000.0,
-                "true_darkening": darkening(truth_new, truth_own, voxel),
-                "edit_darkening": darkening(edit_new, edit_own, voxel),
+                "true_partial_ml": (partial_ventricle_volume(truth_new, voxel)
+                                    - partial_ventricle_volume(truth_own, voxel)) / 1000.0,
+                "edit_partial_ml": (partial_ventricle_volume(edit_new, voxel)
+                                    - partial_ventricle_volume(edit_own, voxel)) / 1000.0,
                 "change_gain": float(edit_map @ true_map / (true_map @ true_map)),
                 "change_ncc": ncc(edit_map, true_map),
                 "ncc": {"edit": ncc(edit_new, truth_new), "unedited": ncc(reconstruction, truth_new),
@@ -145,7 +139,7 @@ def summary(rows, rng):
     groups = np.repeat(np.arange(len(rows)), 2)
     deltas = ages[:, 1] - ages[:, 0]
     effects = {}
-    for measure, unit in (("change_ml", "ml"), ("darkening", "intensity")):
+    for measure in ("change_ml", "partial_ml"):
         changes = {key: np.array([r[f"{key}_{measure}"] for r in rows]) for key in ("true", "edit")}   # [S]
         fits = {key: slope_interval(ages.ravel(), np.stack([np.zeros_like(c), c], 1).ravel(), groups)
                 for key, c in changes.items()}
@@ -154,14 +148,14 @@ def summary(rows, rng):
             boot = (np.sum(changes["edit"][picks] * deltas[picks], 1)
                     / np.sum(changes["true"][picks] * deltas[picks], 1))
         boot[~np.isfinite(boot)] = np.nan
-        effects[measure] = {f"slope_true_{unit}_per_year": fits["true"], f"slope_edit_{unit}_per_year": fits["edit"],
+        effects[measure] = {"slope_true_ml_per_year": fits["true"], "slope_edit_ml_per_year": fits["edit"],
                             "slope_ratio": float(changes["edit"] @ deltas / (changes["true"] @ deltas)),
                             "slope_ratio_95": [float(q) for q in np.nanpercentile(boot, [2.5, 97.5])],
                             "undefined_resamples": int(np.sum(np.isnan(boot)))}
     mean = {name: {k: float(np.mean([r[name][k] for r in rows])) for k in rows[0][name]} for name in ("ncc", "mse")}
     wins = {k: int(np.sum([r["ncc"]["edit"] > r["ncc"][k] for r in rows])) for k in ("unedited", "fresh_sample",
                                                                                       "scan")}
-    return {"ventricle_volume": effects["change_ml"], "ventricle_darkening": effects["darkening"],
+    return {"ventricle_volume": effects["change_ml"], "partial_ventricle_volume": effects["partial_ml"],
             "ncc_mean": mean["ncc"], "mse_mean": mean["mse"], "ncc_edit_beats": wins,
             **{k: float(np.mean([r[k] for r in rows])) for k in MEANS},
             "composition_max": float(np.max([r["composition_max"] for r in rows]))}

@@ -129,6 +129,27 @@ def test_age_enlarges_the_ventricles_of_the_same_subject():
     assert np.corrcoef(plain.ravel(), volumes[50, "F"].ravel())[0, 1] > 0.9  # the same random anatomy
 
 
+
+def test_partial_ventricle_volume_counts_each_voxel_by_its_csf_fraction():
+    shape, voxel = (20, 24, 28), 8.0
+    inside = anatomy.measure_mask(shape, voxel)                    # [X, Y, Z] bool, 220 voxels
+    volume = np.ones(shape, np.float32)                             # white matter everywhere
+    where = np.argwhere(inside)
+    volume[tuple(where[:10].T)] = anatomy.CSF_INTENSITY             # 10 pure CSF voxels
+    volume[tuple(where[10:14].T)] = (1 + anatomy.CSF_INTENSITY) / 2  # 4 half CSF
+    volume[tuple(where[14:16].T)] = 0.0                              # darker than CSF: counted once
+    volume[~inside] = 0.0                                            # outside the ellipsoid: not counted
+    assert anatomy.partial_ventricle_volume(volume, voxel) == pytest.approx((10 + 2 + 2) * voxel ** 3, rel=1e-5)
+    assert anatomy.partial_ventricle_volume(volume[..., np.newaxis], voxel) == pytest.approx(14 * voxel ** 3, rel=1e-5)
+
+
+def test_partial_ventricle_volume_sees_age_at_8_mm():
+    shape = demo.demo_shape(8.0)
+    volumes = [demo.make_subject(np.random.default_rng([0, 1]), shape, 8.0, {"age": age, "sex": "F"})
+               for age in (50, 70, 90)]
+    sizes = [anatomy.partial_ventricle_volume(v, 8.0) / 1000.0 for v in volumes]       # ml
+    assert sizes[0] < sizes[1] < sizes[2] and 3.0 < sizes[2] - sizes[0] < 15.0, sizes  # documented: 6.0-8.5 ml
+
 def test_conditional_demo_has_covariates_with_a_known_age_effect(tmp_path):
     path = demo.demo_dataset(voxel_size=VOXEL, num_subjects=12, cache_dir=tmp_path, conditional=True)
     assert path.name == "mni152-demo-conditional-v1.1-4mm-n12-seed0"

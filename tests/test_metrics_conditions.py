@@ -142,6 +142,8 @@ def test_slope_of_synthetic_ventricles_recovers_the_known_slope():
     counts = np.round(ventricle_voxels(ages) + rng.normal(0, 3.0, 30))
     measured = effects.measure_volumes(render(counts)[..., None] * 2.0 - 1.0, VOXEL_SIZE)
     np.testing.assert_allclose(measured, counts * ML_PER_VOXEL)  # the measure counts the dark voxels
+    partial = effects.measure_volumes(render(counts)[..., None] * 2.0 - 1.0, VOXEL_SIZE, "partial_ventricle_volume")
+    np.testing.assert_allclose(partial, counts * ML_PER_VOXEL, rtol=1e-5)  # darker than CSF: each counts once
     fit = effects.slope_interval(ages, measured)
     assert fit["lo"] < ML_PER_VOXEL < fit["hi"] and fit["slope"] == pytest.approx(ML_PER_VOXEL, rel=0.15)
     shrinking = effects.measure_volumes(render(120.0 - counts)[..., None] * 2.0 - 1.0, VOXEL_SIZE)
@@ -232,7 +234,8 @@ def networks(tmp_path_factory):
     (["--by", "height"], "--by: unknown covariate 'height' (covariates: age, sex)"),
     (["--by", "age"], "--by: covariate 'age' is continuous: give bin edges"),
     (["--effect", "sex"], "--effect: covariate 'sex' is categorical; the effect needs a continuous one (age)"),
-    (["--effect", "age:brain_volume"], "--effect: unknown measure 'brain_volume' (measures: ventricle_volume)"),
+    (["--effect", "age:brain_volume"],
+     "--effect: unknown measure 'brain_volume' (measures: ventricle_volume, partial_ventricle_volume)"),
     (["--effect", "age", "--effect_steps", "1"],
      "--effect_steps: must be in [2, 1000] (covariate values per latent), got 1"),
     (["--by", "sex", "--network", "uncond"], "--by: the network is unconditional (label_size 0)"),

@@ -18,7 +18,8 @@ Conditional networks: generated volumes get labels drawn from the real labels. -
 covariate: each category) or --by age:50,60,70,80,90 (a continuous one: the bins between the edges) adds
 every metric computed within each group (reals: the records whose labels fall in it; fakes: the same
 latents with labels drawn from the group's real labels). --effect age[:ventricle_volume] adds the slope of
-ventricle volume against the covariate in real and in generated volumes (--effect_steps covariate values
+ventricle volume (or age:partial_ventricle_volume, each voxel by its CSF fraction: continuous at 8 mm)
+against the covariate in real and in generated volumes (--effect_steps covariate values
 per latent over the real range), each with its 95 % confidence interval; --effect without --metrics or
 --protocol computes only that. Without --data these use the conditional demo dataset.
 """
@@ -60,7 +61,8 @@ def define_flags(fv):
     flags.DEFINE_string("by", None, "Per-condition metrics: a categorical covariate (sex) or a continuous one "
                         "with bin edges (age:50,60,70,80,90).", flag_values=fv)
     flags.DEFINE_string("effect", None, "Covariate effect check: slope of ventricle volume against a continuous "
-                        "covariate (age or age:ventricle_volume), real vs generated.", flag_values=fv)
+                        "covariate (age, age:ventricle_volume or age:partial_ventricle_volume), real vs generated.",
+                        flag_values=fv)
     flags.DEFINE_integer("effect_steps", 5, "Covariate values per latent for the generated slope of --effect.",
                          flag_values=fv)
     flags.DEFINE_boolean("cache_reals", True, "Keep what depends on the real volumes alone (their features, pairs, "

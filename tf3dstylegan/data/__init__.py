@@ -17,6 +17,7 @@ _EXPORTS = {
     "demo_dataset": "demo",
     "demo_subject": "demo",
     "ventricle_volume": "anatomy",
+    "partial_ventricle_volume": "anatomy",
     "LabelEncoding": "labels",
     "read_labels": "labels",
     "write_labels": "labels",

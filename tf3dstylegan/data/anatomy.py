@@ -30,6 +30,7 @@ HEAD_SCALE = {"F": 0.98, "M": 1.02}
 # ventricle_volume: CSF-dark voxels inside this ellipsoid about VENTRICLE_CENTRE_MM.
 MEASURE_SEMI_AXES_MM = (30.0, 44.0, 20.0)
 CSF_FRACTION = 0.45  # dark = below this fraction of the ellipsoid's 90th intensity percentile (white matter)
+CSF_INTENSITY = 0.33  # the ventricles' intensity as a fraction of white matter (the 2 mm demo's darkest: 0.31-0.33)
 
 
 def age_weight(age) -> float:
@@ -83,3 +84,19 @@ def ventricle_volume(volume, voxel_size) -> float:
     inside = volume[measure_mask(volume.shape, voxel_size)]
     threshold = CSF_FRACTION * float(np.percentile(inside, 90))
     return float(np.sum(inside < threshold)) * voxel_size ** 3
+
+
+def partial_ventricle_volume(volume, voxel_size) -> float:
+    """Partial-volume ventricle volume (mm^3) of a [0, 1] volume [X, Y, Z] (or [X, Y, Z, 1]) on the demo grid: each
+    voxel of the ventricle_volume ellipsoid counts with its CSF fraction, (w - v) / (w - CSF_INTENSITY * w) clipped
+    to [0, 1], w the ellipsoid's 90th intensity percentile (white matter). Continuous where ventricle_volume moves
+    by whole voxels (at 8 mm it is 0 for most demo subjects), but darker grey matter and widened sulci count too:
+    on demo subjects 1000-1002 from 50 to 90 years it grows by 10.1-11.7 ml at 2 mm (ventricle_volume: 5.2-9.0 ml),
+    8.5-10.9 ml at 4 mm and 6.0-8.5 ml at 8 mm."""
+    volume = np.asarray(volume, np.float32)
+    if volume.ndim == 4:
+        volume = volume[..., 0]
+    inside = volume[measure_mask(volume.shape, voxel_size)]
+    white = float(np.percentile(inside, 90))
+    fraction = np.clip((white - inside) / (white * (1.0 - CSF_INTENSITY)), 0.0, 1.0)
+    return float(np.sum(fraction)) * voxel_size ** 3

@@ -18,7 +18,7 @@ from tf3dstylegan.data.table import CONTINUOUS
 from tf3dstylegan.io import to_unit_range
 from tf3dstylegan.metrics import groups, labelled
 
-MEASURES = {"ventricle_volume": "ml"}  # measure -> unit (see measure_volumes)
+MEASURES = {"ventricle_volume": "ml", "partial_ventricle_volume": "ml"}  # measure -> unit (see measure_volumes)
 DEFAULT_STEPS = 5
 MAX_STEPS = 1000  # covariate values per latent (generated volumes: about max(num, steps))
 MIN_VOLUMES = 3  # a slope with one degree of freedom
@@ -77,11 +77,11 @@ def slope_interval(x, y, groups_of=None, level=LEVEL) -> dict:
 
 
 def measure_volumes(volumes, voxel_size, measure="ventricle_volume") -> np.ndarray:
-    """float64 [b]: the measure of volumes [b, X, Y, Z, C] in [-1, 1] (ventricle volume in ml)."""
+    """float64 [b]: the measure of volumes [b, X, Y, Z, C] in [-1, 1] (a data.anatomy ventricle volume, in ml)."""
     if measure not in MEASURES:
         raise ValueError(f"unknown measure {measure!r} (measures: {', '.join(MEASURES)})")
     unit = to_unit_range(volumes)
-    return np.array([anatomy.ventricle_volume(v, voxel_size) / 1000.0 for v in unit])
+    return np.array([getattr(anatomy, measure)(v, voxel_size) / 1000.0 for v in unit])
 
 
 def _generate(G, z, labels, batch_size, truncation_psi, noise_mode):
