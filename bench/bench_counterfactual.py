@@ -93,6 +93,7 @@ def measure_subject(G, index, edits):
     fresh = to_unit_range(G(z, labels=labels_new[np.newaxis]))[0, ..., 0]
     region = np.abs(truth_new - truth_own) > FLAGS.region
     true_change = ventricle_volume(truth_new, voxel) - ventricle_volume(truth_own, voxel)
+    true_partial = partial_ventricle_volume(truth_new, voxel) - partial_ventricle_volume(truth_own, voxel)
     results = {}
     for edit in edits:
         projection = projector.project(G, truth_own[..., np.newaxis] * 2.0 - 1.0, num_steps=FLAGS.steps,
@@ -114,8 +115,7 @@ def measure_subject(G, index, edits):
                 "subject": index, "age": own["age"], "new_age": new["age"], "sex": own["sex"],
                 "true_change_ml": true_change / 1000.0,
                 "edit_change_ml": (ventricle_volume(edit_new, voxel) - ventricle_volume(edit_own, voxel)) / 1000.0,
-                "true_partial_ml": (partial_ventricle_volume(truth_new, voxel)
-                                    - partial_ventricle_volume(truth_own, voxel)) / 1000.0,
+                "true_partial_ml": true_partial / 1000.0,
                 "edit_partial_ml": (partial_ventricle_volume(edit_new, voxel)
                                     - partial_ventricle_volume(edit_own, voxel)) / 1000.0,
                 "change_gain": float(edit_map @ true_map / (true_map @ true_map)),

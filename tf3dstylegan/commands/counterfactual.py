@@ -105,7 +105,8 @@ def run(G, fv):
         if not similarity >= cf.LOW_SCAN_NCC:
             print(f"warning: --scan {fv.scan}: NCC {similarity:.3f} with the projection's reconstruction: is it the "
                   "scan that was projected?")
-        volumes = [volume + (scan - reference) for volume in volumes]
+        residual = scan - reference
+        volumes = [volume + residual for volume in volumes]
         reference = scan
     volumes = np.stack(volumes)
     info = {"network": str(fv.network), "projected": str(fv.projected), "projection_condition": subject.condition,

@@ -114,7 +114,7 @@ def upsample_conv3d(x, w, kernel=RESAMPLE_KERNEL):
     w_t = ops.transpose(ops.flip(w, axis=(0, 1)), (0, 1, 2, 4, 3))  # [k, k, k, O, I]
     _, sx, sy, sz, _ = ops.shape(x)
     y = ops.conv_transpose(x, w_t, strides=2, padding="valid")       # [B, 2X + max(k - 2, 0), ..., O]
-    if k < 2:  # without Keras' trailing zero row (k >= 2 has none; a no-op slice would still copy on TF)
+    if k < 2:  # without Keras' trailing zero row (k >= 2 has none)
         y = y[:, :2 * sx + k - 2, :2 * sy + k - 2, :2 * sz + k - 2]
     return fir3d(y, pad=_up_pads(k, len(kernel)), gain=UP_GAIN, kernel=kernel)
 
