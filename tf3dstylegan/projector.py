@@ -203,8 +203,10 @@ def project(G, target, num_steps=1000, w_plus=False, seed=0, noise_reg_weight=NO
         if on_step is not None:
             on_step(i + 1, num_steps, float(losses[i]))
     value = ops.convert_to_numpy(latent)
-    w = ops.convert_to_numpy(backend.compiled(styles, models=[G])(latent.value))
-    reconstruction = ops.convert_to_numpy(backend.compiled(synth, models=[G])(latent.value))[0]
+    # Called once each: eagerly (a tf.function per call is traced for nothing, and TF warns of retracing when
+    # project() runs in a loop).
+    w = ops.convert_to_numpy(styles(latent.value))
+    reconstruction = ops.convert_to_numpy(synth(latent.value))[0]
     return Projection(w=w, noises=[ops.convert_to_numpy(v) for v in noise_vars], reconstruction=reconstruction,
                       losses=losses, labels=label, z=value if space == "z" else None)
 
