@@ -79,6 +79,8 @@ EXAMPLES = {
     "python generate.py --network runs/conditional/00000-demo --projected out/proj_cond/projected_w.npz --cond age=80 "
     "--scan out/proj_cond/target.nii.gz --outdir out/cf_scan": ("run", []),
     "python bench/bench_counterfactual.py --network RUN --subjects 16 --steps 300": ("flags", None),
+    "python train.py --labels --batch 8 --kimg 20 --snap 10 --aug fixed --aug_p 0.3": ("flags", None),
+    "generate.py --projected P --scan P/target.nii.gz": ("pattern", None),
     "python -m tf3dstylegan metrics --network runs/00000-demo --protocol paper --num 100 --out out/metrics.json":
         ("run", ["--num", "8", "--intervals", "2"]),
     "python -m tf3dstylegan metrics --network runs/00000-demo --protocol medicalnet "
