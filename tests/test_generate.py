@@ -1,6 +1,8 @@
 """Generation, style mixing, interpolation and their writers on a tiny 12x16x20 generator."""
+import gc
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import keras
@@ -10,6 +12,7 @@ import tensorflow as tf
 import pytest
 
 from tf3dstylegan import generate as gen
+from tf3dstylegan import sampling
 from tf3dstylegan.data.nifti import grid_affine
 from tf3dstylegan.networks import build_generator
 
@@ -33,6 +36,20 @@ def G():
 
 def max_diff(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def test_compiled_synthesis_is_built_once_per_generator_and_arguments():
+    G = build_generator("2mm-fd16", base_size=(3, 4, 5), resolution_log2=3, fmap_min=4, fmap_max=4,
+                        latent_size=8, dlatent_size=8, mapping_fmaps=8)
+    run = sampling.compiled_synthesis(G, "const", None)
+    assert run(np.zeros((1, G.num_ws, 8), np.float32)).shape == (1, 6, 8, 10, 1)
+    assert sampling.compiled_synthesis(G, "const", None) is run
+    assert sampling.compiled_synthesis(G, "none", None) is not run
+    assert sampling.compiled_synthesis(G, "const", 2) is not run
+    generator = weakref.ref(G)
+    del G, run
+    gc.collect()
+    assert generator() is None  # the cache does not keep a Generator alive
 
 
 def test_parse_int_list():

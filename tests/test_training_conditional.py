@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tf3dstylegan.training.options import CONDITIONAL_AUG_P
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--override", "base_size=[2,2,3]", "--override", "resolution_log2=3", "--override", "fmap_min=4",
         "--override", "fmap_max=4", "--override", "latent_size=8", "--override", "dlatent_size=8",
@@ -63,18 +65,19 @@ def test_the_step_feeds_labels_to_g_and_d(labelled_records):
 def test_train_command_conditions_on_the_records_labels_and_saves_the_encoding(tmp_path, labelled_records):
     folder, encoding = labelled_records
     proc = subprocess.run([sys.executable, "train.py", "--cfg", "2mm-fd16", "--data", str(folder), "--outdir",
-                           str(tmp_path), "--batch", "4", "--kimg", "0.008", "--aug", "ada", *TINY], cwd=REPO,
+                           str(tmp_path), "--batch", "4", "--kimg", "0.008", *TINY], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "00000-2mm-fd16"
     options = json.loads((run / "training_options.json").read_text())
-    assert options["labels"] and options["config"]["label_size"] == 3 and options["aug"] == "ada"
+    assert options["labels"] and options["config"]["label_size"] == 3
+    assert (options["aug"], options["aug_p"]) == ("fixed", CONDITIONAL_AUG_P)  # --aug auto, conditional, small
     import tf3dstylegan
     snapshot = sorted(run.glob("network-snapshot-*.keras"))[-1]
     G = tf3dstylegan.load_network(snapshot).G_ema
     assert json.loads(G.config.label_encoding)["covariates"][0]["name"] == "age"
     records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-    assert all("aug/p" in r and 0 <= r["aug/p"] <= 1 for r in records)
+    assert all(r["aug/p"] == pytest.approx(CONDITIONAL_AUG_P) for r in records)
     out = tmp_path / "gen"
     gen = subprocess.run([sys.executable, "generate.py", "--network", str(run), "--seeds", "0", "--cond",
                           "age=70,sex=F", "--outdir", str(out)], cwd=REPO, capture_output=True, text=True,
@@ -85,4 +88,5 @@ def test_train_command_conditions_on_the_records_labels_and_saves_the_encoding(t
                                  "--outdir", str(tmp_path / "b"), "--nolabels", "--kimg", "0.004", "--batch", "4",
                                  *TINY], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert unlabelled.returncode == 0, unlabelled.stderr[-2000:]
-    assert json.loads((tmp_path / "b" / "00000-2mm-fd16" / "training_options.json").read_text())["labels"] is False
+    unlabelled_options = json.loads((tmp_path / "b" / "00000-2mm-fd16" / "training_options.json").read_text())
+    assert unlabelled_options["labels"] is False and unlabelled_options["aug"] == "ada"  # auto, unconditional

@@ -9,7 +9,7 @@ from tf3dstylegan import load_config
 from tf3dstylegan.commands import train as train_command
 from tf3dstylegan.training import loop
 from tf3dstylegan.training.job import job_identity
-from tf3dstylegan.training.options import SMALL_DATASET, TrainingOptions, option
+from tf3dstylegan.training.options import CONDITIONAL_AUG_P, SMALL_DATASET, TrainingOptions, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ def test_every_option_has_a_flag_with_its_help_and_default():
     assert set(train_command.option_values(fv)) == {f.name for f in dataclasses.fields(TrainingOptions)}
 
 
-def test_auto_augmentation_is_ada_for_small_records_folders_and_ada_speed_comes_from_the_preset():
+def test_auto_augmentation_is_ada_or_fixed_when_conditional_for_small_records_folders_and_ada_speed_from_preset():
     demo, paper = load_config("demo"), load_config("2mm-fd16")
     assert TrainingOptions().aug == "auto"
     assert TrainingOptions().resolved(demo, num_volumes=32).aug == "ada"
@@ -54,6 +54,12 @@ def test_auto_augmentation_is_ada_for_small_records_folders_and_ada_speed_comes_
     assert TrainingOptions().resolved(demo, num_volumes=None).aug == "none"  # a dataset function: size unknown
     assert TrainingOptions(aug="none").resolved(demo, num_volumes=32).aug == "none"
     assert TrainingOptions(aug="ada").resolved(demo, num_volumes=5000).aug == "ada"
+    conditional = demo.replace(label_size=3)  # ADA's r_t stays below its target there: a fixed p instead
+    assert (TrainingOptions().resolved(conditional, 32).aug, TrainingOptions().resolved(conditional, 32).aug_p) == (
+        "fixed", CONDITIONAL_AUG_P)
+    assert TrainingOptions(aug_p=0.1).resolved(conditional, 32).aug_p == 0.1
+    assert TrainingOptions().resolved(conditional, SMALL_DATASET).aug == "none"
+    assert TrainingOptions(aug="ada").resolved(conditional, 32).aug_p is None
     assert TrainingOptions().resolved(demo, 32).ada_kimg == demo.ada_kimg == 10.0
     assert TrainingOptions().resolved(paper, 32).ada_kimg == paper.ada_kimg == 500.0  # stylegan2-ada's speed
     assert TrainingOptions(ada_kimg=3.0).resolved(demo, 32).ada_kimg == 3.0

@@ -2,9 +2,12 @@
 (generation, metrics, the training loop's previews and diversity probe): the synthesis network runs compiled the way
 the backend compiles (tf.function, jax.jit, no-grad PyTorch), so no caller pays for an eager pass.
 
-Build a sampler once and call it many times: on JAX each build is a new compilation. Weights are read when it runs,
-so a sampler of G_ema built at the start of training sees the EMA's current values at every snapshot.
+A compiled synthesis pass is built once per (Generator, noise_mode, slab_size) and kept while the Generator lives:
+each build is a new trace (tf.function) or compilation (jax.jit). Weights are read when it runs, so a sampler of
+G_ema built at the start of training sees the EMA's current values at every snapshot.
 """
+import weakref
+
 import keras
 import numpy as np
 
@@ -16,16 +19,24 @@ def to_numpy(tensor):
     return keras.ops.convert_to_numpy(tensor)
 
 
+_compiled_passes = weakref.WeakKeyDictionary()  # Generator -> {(noise_mode, slab_size): compiled pass}
+
+
 def compiled_synthesis(G, noise_mode="const", slab_size=None):
     """A compiled synthesis pass: (ws [b, num_ws, dlatent_size], noise maps [b, x, y, z, 1] per layer or None) ->
-    volumes [b, X, Y, Z, C] as NumPy. slab_size: see SynthesisNetwork (less memory, same volumes)."""
-    run = backend.compiled(lambda ws, noise: G.synthesis(ws, noise_mode=noise_mode, noise=noise, slab_size=slab_size),
-                           models=[G])
+    volumes [b, X, Y, Z, C] as NumPy. slab_size: see SynthesisNetwork (less memory, same volumes). The same pass
+    is returned for the same G and arguments."""
+    passes = _compiled_passes.setdefault(G, {})
+    if (noise_mode, slab_size) not in passes:
+        generator = weakref.ref(G)  # the pass must not keep G alive through the cache
+        run = backend.compiled(lambda ws, noise: generator().synthesis(ws, noise_mode=noise_mode, noise=noise,
+                                                                        slab_size=slab_size), models=[G])
 
-    def synthesize_batch(ws, noise=None):
-        noise = None if noise is None else [keras.ops.convert_to_tensor(n, "float32") for n in noise]
-        return to_numpy(run(keras.ops.convert_to_tensor(ws, "float32"), noise))
-    return synthesize_batch
+        def synthesize_batch(ws, noise=None):
+            noise = None if noise is None else [keras.ops.convert_to_tensor(n, "float32") for n in noise]
+            return to_numpy(run(keras.ops.convert_to_tensor(ws, "float32"), noise))
+        passes[noise_mode, slab_size] = synthesize_batch
+    return passes[noise_mode, slab_size]
 
 
 def sampler(G, psi=1.0, noise_mode="const"):

@@ -56,9 +56,9 @@ def train(config, data=None, outdir="runs", *, metrics=None, log=print, **option
         from tf3dstylegan.data import demo_dataset
         data = demo_dataset(voxel_size=cfg.voxel_size, conditional=opts.labels is True)
     info = None if callable(data) else dataset_info(data)  # a records folder: read once, for aug auto and notes
-    opts = opts.resolved(cfg, None if info is None else info.num_volumes)
-    cfg = cfg.replace(batch_size=opts.batch)  # one truth: the batch actually used
     cfg, label_table = _conditioning(cfg, data, opts)
+    opts = opts.resolved(cfg, None if info is None else info.num_volumes)  # after the label_size is known
+    cfg = cfg.replace(batch_size=opts.batch)  # one truth: the batch actually used
     if info is not None:
         cfg = cfg.replace(data_normalize=recorded_normalization(data) or cfg.data_normalize)
         for line in data_notes(info, opts.batch):
