@@ -55,8 +55,8 @@ def test_auto_augmentation_is_ada_or_fixed_when_conditional_for_small_records_fo
     assert TrainingOptions(aug="none").resolved(demo, num_volumes=32).aug == "none"
     assert TrainingOptions(aug="ada").resolved(demo, num_volumes=5000).aug == "ada"
     conditional = demo.replace(label_size=3)  # ADA's r_t stays below its target there: a fixed p instead
-    assert (TrainingOptions().resolved(conditional, 32).aug, TrainingOptions().resolved(conditional, 32).aug_p) == (
-        "fixed", CONDITIONAL_AUG_P)
+    conditional_opts = TrainingOptions().resolved(conditional, 32)
+    assert (conditional_opts.aug, conditional_opts.aug_p) == ("fixed", CONDITIONAL_AUG_P)
     assert TrainingOptions(aug_p=0.1).resolved(conditional, 32).aug_p == 0.1
     assert TrainingOptions().resolved(conditional, SMALL_DATASET).aug == "none"
     assert TrainingOptions(aug="ada").resolved(conditional, 32).aug_p is None
