@@ -6,6 +6,7 @@ seeds, and their summary.
     python bench/bench_ada.py --what train --aug ada --pipeline bgc --target 0.6 --ada_kimg 10 --seed 1
     python bench/bench_ada.py --what train --override d_loss=logistic_r1 --override d_gamma=1 --subjects 128
     python bench/bench_ada.py --what summary --records runs.jsonl            # (c) mean, sd over seeds of (b)
+    python bench/bench_ada.py --what repeat --network RUN/network-snapshot-010000.keras  # (d) slice FID's own noise
 (a) times TrainStep at 2mm-fd16 (80x96x112) without a pipe and with a fixed-p pipe per --p, interleaved in
 one process so that load on the machine hits all alike (medians of wall and of this process's CPU seconds);
 steps without lazy regularisation (the regularisers run every 16 steps; bench/step_timing.py). (b) trains the
@@ -17,7 +18,10 @@ on), the stripe measure (high_frequency_fraction of 64 generated volumes over th
 the means over the run's second half of D's logits (D/real, D/fake) and r_t. One JSON line per snapshot;
 --outdir also writes its preview PNG. (c) reads (b)'s lines of several runs and prints per setting and snapshot
 the mean and sample standard deviation over seeds of each measure, and how many seeds end with generated pairs
-within 0.01 of the real pairs' MS-SSIM.
+within 0.01 of the real pairs' MS-SSIM. (d) measures one snapshot's slice FID as (b) does, once per pair of
+--latent_seeds (the generated volumes) and --heldout_seeds (the held-out demo subjects: a new set per seed), and
+the mean and sample standard deviation over the pairs: how far slice FID moves with the samples alone, to hold
+against its spread over training seeds.
 """
 import json
 import time
@@ -29,8 +33,9 @@ from absl import app, flags
 from spectra import high_frequency_fraction
 from step_timing import step_records, time_steps
 
-flags.DEFINE_enum("what", "step", ["step", "train", "summary"],
-                  "(a) step time, (b) one training run and its measurements, (c) summary of (b)'s records.")
+flags.DEFINE_enum("what", "step", ["step", "train", "summary", "repeat"],
+                  "(a) step time, (b) one training run and its measurements, (c) summary of (b)'s records, (d) "
+                  "one snapshot's slice FID over new samples.")
 flags.DEFINE_integer("batch", None, "Global batch size: (a) default 2; (b) default the demo preset's.")
 flags.DEFINE_string("pipeline", None, "Augmentation pipeline (tf3dstylegan.training.augment; default: train's).")
 flags.DEFINE_list("p", ["0", "0.5", "1"], "(a) fixed augmentation probabilities to time.")
@@ -50,6 +55,9 @@ flags.DEFINE_string("runs", "bench-runs", "(b) folder of the run folders (and th
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("outdir", None, "(b) write each measured snapshot's preview PNG here.")
 flags.DEFINE_list("records", [], "(c) files of (b)'s JSON lines to summarise.")
+flags.DEFINE_string("network", None, "(d) the network to measure (a .keras snapshot or a run folder: G_ema).")
+flags.DEFINE_list("latent_seeds", ["0", "1", "2"], "(d) seeds of the generated volumes.")
+flags.DEFINE_list("heldout_seeds", ["1", "2"], "(d) demo seeds of the held-out subjects (the demo trains on seed 0).")
 FLAGS = flags.FLAGS
 
 
@@ -115,12 +123,45 @@ def setting_fields():
             "batch": FLAGS.batch}
 
 
+def slice_fid(G, heldout, seed, extractors):
+    """Slice FID (per plane and their mean) and MS-SSIM of --eval_num volumes of G (latents of `seed`) against
+    the held-out demo folder `heldout`."""
+    from tf3dstylegan.metrics import compute_metrics
+    values = compute_metrics(G, heldout, metrics=["fid_slices", "msssim"], num=FLAGS.eval_num, batch_size=8,
+                             seed=seed, reference=False, extractors=extractors, cache_reals=True)
+    values = {k: v for k, v in values.items() if k != "num"}
+    values["fid_slices_mean"] = float(np.mean([values[f"fid_{p}"] for p in ("sagittal", "coronal", "axial")]))
+    return values
+
+
+def repeat_measure():
+    """(d): one line per (latent seed, held-out seed), then their mean and sample standard deviation."""
+    from tf3dstylegan import load_network
+    from tf3dstylegan.data import demo_dataset
+    from tf3dstylegan.metrics.extractors import FeatureExtractors
+    if not FLAGS.network:
+        raise SystemExit("--network: the snapshot to measure is required with --what repeat")
+    G = load_network(FLAGS.network).G_ema
+    extractors = FeatureExtractors(["fid_slices"])
+    means = []
+    for heldout_seed in (int(s) for s in FLAGS.heldout_seeds):
+        heldout = demo_dataset(voxel_size=8.0, num_subjects=FLAGS.eval_num, seed=heldout_seed)
+        for latent_seed in (int(s) for s in FLAGS.latent_seeds):
+            values = slice_fid(G, heldout, latent_seed, extractors)
+            means.append(values["fid_slices_mean"])
+            print(json.dumps({"what": "repeat", "network": FLAGS.network, "latent_seed": latent_seed,
+                              "heldout_seed": heldout_seed, **values}), flush=True)
+    print(json.dumps({"what": "repeat_summary", "network": FLAGS.network, "measurements": len(means),
+                      "fid_slices_mean": [round(float(np.mean(means)), 1),
+                                          round(float(np.std(means, ddof=1)), 1) if len(means) > 1 else None],
+                      "range": [round(min(means), 1), round(max(means), 1)]}), flush=True)
+
+
 def evaluate_snapshots(run, stats, seconds):
     """One JSON line per --eval_kimg snapshot: the training log's diversity, slice FID and MS-SSIM of --eval_num
     generated volumes against as many held-out demo subjects (demo seed 1), the stripe measure, D's logits."""
     import keras
     from tf3dstylegan.data import demo_dataset, make_dataset
-    from tf3dstylegan.metrics import compute_metrics
     from tf3dstylegan.metrics.extractors import FeatureExtractors
     from tf3dstylegan.training.loop import snapshot_name
     heldout = demo_dataset(voxel_size=8.0, num_subjects=FLAGS.eval_num, seed=1)
@@ -138,10 +179,7 @@ def evaluate_snapshots(run, stats, seconds):
             values = [r[key] for r in later if key in r]
             if values:
                 record[key] = float(np.mean(values))
-        values = compute_metrics(G, heldout, metrics=["fid_slices", "msssim"], num=FLAGS.eval_num, batch_size=8,
-                                 seed=FLAGS.seed, reference=False, extractors=extractors, cache_reals=True)
-        record.update({k: v for k, v in values.items() if k != "num"})
-        record["fid_slices_mean"] = float(np.mean([values[f"fid_{p}"] for p in ("sagittal", "coronal", "axial")]))
+        record.update(slice_fid(G, heldout, FLAGS.seed, extractors))
         z = np.random.RandomState(FLAGS.seed).randn(64, G.latent_size).astype(np.float32)
         fakes = np.concatenate([np.asarray(G(z[i:i + 8], noise_mode="const")) for i in range(0, 64, 8)])
         record["stripes"] = high_frequency_fraction(fakes) / high_frequency_fraction(reals[:64])
@@ -214,7 +252,7 @@ def summary():
 
 
 def main(argv):
-    {"step": step_time, "train": train_run, "summary": summary}[FLAGS.what]()
+    {"step": step_time, "train": train_run, "summary": summary, "repeat": repeat_measure}[FLAGS.what]()
 
 
 if __name__ == "__main__":

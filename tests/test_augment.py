@@ -254,7 +254,7 @@ with strategy.scope():
     g_opt, d_opt = keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0)
     pl_mean = tf.Variable(0.0, synchronization=tf.VariableSynchronization.ON_WRITE,
                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    pipe = AugmentPipe("bgcfno", "ada", p=0.5, interval=2, kimg=1.0)
+    pipe = AugmentPipe("bc", "ada", p=0.5, interval=2, kimg=1.0)  # p is the point; the whole pipe: tests above
 kernel, bias = D.output_layer.trainable_variables
 kernel.assign(tf.zeros_like(kernel))
 bias.assign(tf.fill(bias.shape, 3.0))

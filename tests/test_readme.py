@@ -88,6 +88,7 @@ EXAMPLES = {
         ("run", ["--num", "8", "--intervals", "2"]),
     "python bench/bench_ada.py --what train": ("flags", None),
     "python bench/bench_ada.py --what train --seed S": ("flags", None),
+    "python bench/bench_ada.py --what repeat --network RUN/network-snapshot-000010.000.keras": ("flags", None),
     "python bench/bench_conditional.py": ("flags", None),
     "python train.py --labels --batch 8 --kimg 20 --snap 10": ("run", ["--kimg", "0.032"]),
     "python -m tf3dstylegan metrics --network SNAPSHOT --effect age --num 320": ("run", ["--num", "4"]),

@@ -46,8 +46,7 @@ def test_tiny_run_from_records_then_rerun_resumes(tmp_path, records):
     assert not (tmp_path / "00001-2mm-fd16").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("args, message", [
+BAD_INPUTS = [
     (["--data", "/no/such/folder"], "/no/such/folder: no such records folder"),
     (["--override", "no_such_field=1"], "unknown config fields ['no_such_field']"),
     (["--resume", "/no/such/run.pkl"], "--resume /no/such/run.pkl: no such run folder or network file"),
@@ -59,15 +58,31 @@ def test_tiny_run_from_records_then_rerun_resumes(tmp_path, records):
     (["--override", "name=../../escape"], "config field name: must be a plain name"),
     (["--override", "batch_size=abc"], "config field batch_size: expected an integer"),
     (["--batch", "6"], "not divisible by the minibatch-stddev group size 4"),
-])
-def test_bad_input_is_a_one_line_error(tmp_path, records, args, message):
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS)
+def test_bad_input_is_a_one_line_error(tmp_path, records, capsys, args, message):
+    """In-process, as train.py runs it (tf3dstylegan.cli.run): exit 2, one line, nothing written."""
+    from tf3dstylegan import cli
     base = ["--data", str(records), "--outdir", str(tmp_path), "--kimg", "0.004", *TINY]
-    proc = train_py(*base, *args)
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("train.py: error: ") and message in last, proc.stderr[-2000:]
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    try:
+        code = cli.run("tf3dstylegan.commands.train", ["train.py", *base, *args])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("train.py: error: ") and message in err[0], err
     assert not (tmp_path / "00000-2mm-fd16").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_the_script_itself_exits_2_with_one_line_and_no_traceback(tmp_path, records):
+    proc = train_py("--data", str(records), "--outdir", str(tmp_path), "--kimg", "0.004", *TINY, "--batch", "6")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: ") and "minibatch-stddev group size 4" in last, proc.stderr[-2000:]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "00000-2mm-fd16").exists()
 
 
 @pytest.mark.slow
