@@ -6,7 +6,7 @@ seeds, and their summary.
     python bench/bench_ada.py --what train --aug ada --pipeline bgc --target 0.6 --ada_kimg 10 --seed 1
     python bench/bench_ada.py --what train --override d_loss=logistic_r1 --override d_gamma=1 --subjects 128
     python bench/bench_ada.py --what summary --records runs.jsonl            # (c) mean, sd over seeds of (b)
-    python bench/bench_ada.py --what repeat --network RUN/network-snapshot-010000.keras  # (d) slice FID's own noise
+    python bench/bench_ada.py --what repeat --network RUN/network-snapshot-000010.000.keras  # (d) slice FID's own noise
 (a) times TrainStep at 2mm-fd16 (80x96x112) without a pipe and with a fixed-p pipe per --p, interleaved in
 one process so that load on the machine hits all alike (medians of wall and of this process's CPU seconds);
 steps without lazy regularisation (the regularisers run every 16 steps; bench/step_timing.py). (b) trains the

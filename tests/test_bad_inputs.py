@@ -56,7 +56,7 @@ def files(tmp_path_factory):
 
 
 def run_command(command, args):
-    """(exit code, stderr lines) of `cli.run` on the command's module."""
+    """The exit code of `cli.run` on the command's module (a SystemExit's code included)."""
     try:
         code = cli.run(MODULES[command], [f"{command}.py", *args])
     except SystemExit as stop:
