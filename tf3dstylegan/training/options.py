@@ -13,7 +13,7 @@ from tf3dstylegan.config import MIN_ADA_KIMG
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 SMALL_DATASET = 1000  # volumes: aug "auto" is ADA below this (measured on the demo's 32 and 128: bench/bench_ada.py)
-CONDITIONAL_AUG_P = 0.3  # aug "auto", conditional, small records folder: this fixed p (docs/ada.md, "The defaults")
+CONDITIONAL_AUG_P = 0.6  # aug "auto", conditional, small records folder: this fixed p (docs/ada.md, "The defaults")
 
 
 def option(default, help, choices=None):  # noqa: A002 (absl's word)
