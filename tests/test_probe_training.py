@@ -16,6 +16,7 @@ from tf3dstylegan.data.labels import LabelEncoding, write_labels
 from tf3dstylegan.data.volumes import DataError
 from tf3dstylegan.training import TrainingOptions, resolve_run, train
 from tf3dstylegan.training.job import data_source, differences, job_identity
+from tf3dstylegan.training.options import SMALL_DATA_AUG_P
 
 TINY = dict(base_size=[2, 2, 2], resolution_log2=3, fmap_min=4, fmap_max=4, latent_size=8, dlatent_size=8,
             mapping_fmaps=8, mapping_layers=2, batch_size=4, tick_kimg=0.004)
@@ -79,7 +80,7 @@ def test_reruns_continue_only_the_same_job_and_never_touch_another_runs_files(tm
     assert options["job"]["data"] == str(records["plain"].resolve()) and options["job"]["conditional"] is False
     labelled = json.loads((second / "training_options.json").read_text())
     assert labelled["job"]["conditional"] is True and labelled["job"]["model"]["label_size"] == 3
-    assert (options["aug"], options["augpipe"]) == ("ada", "bc")  # a small records folder: --aug auto is ADA
+    assert (options["aug"], options["augpipe"], options["aug_p"]) == ("fixed", "bc", SMALL_DATA_AUG_P)  # auto, small
     plain = json.loads((third / "training_options.json").read_text())
     assert plain["aug"] == "none" and "aug_p" not in plain and "augpipe" not in plain  # unused: not recorded (N46)
 
@@ -93,7 +94,7 @@ def test_resume_run_of_another_job_is_one_line_and_writes_nothing(tmp_path, reco
         train(tiny_cfg(), records["plain"], tmp_path, kimg=0.008, aug="ada", augpipe="c", resume=str(run))
     with pytest.raises(ValueError, match=r"its --aug is ada \(this run: none\)"):
         train(tiny_cfg(), records["plain"], tmp_path, kimg=0.008, aug="none", resume=str(run))
-    with pytest.raises(ValueError, match=r"its --augpipe is bgc \(this run: bc\)"):  # the default: auto, ADA, bc
+    with pytest.raises(ValueError, match=r"its --aug is ada \(this run: fixed\)"):  # the default: auto, a fixed p
         train(tiny_cfg(), records["plain"], tmp_path, kimg=0.008, resume=str(run))
     with pytest.raises(ValueError, match=r"its config field fmap_max is 4 \(this run: 8\)"):
         train(tiny_cfg(fmap_max=8), records["plain"], tmp_path, kimg=0.008, aug="ada", resume=str(run))
@@ -300,7 +301,9 @@ def test_a_shape_stored_as_floats_is_named_as_such(tmp_path):
     (["--aug", "none", "--aug_p", "0.5", "--augpipe", "bgcfnox"], "--aug none does not use --augpipe, --aug_p"),
     (["--aug", "fixed", "--aug_p", "0.2", "--aug_target", "0.5", "--ada_kimg", "5"],
      "--aug fixed does not use --aug_target, --ada_kimg"),
-    (["--aug", "auto", "--aug_target", "0.5", "--ada_kimg", "5", "--aug_p", "0.1"], None),  # auto may become ada
+    (["--aug", "auto", "--aug_target", "0.5", "--ada_kimg", "5", "--aug_p", "0.1"],
+     "--aug auto does not use --aug_target, --ada_kimg"),  # auto becomes fixed or none
+    (["--aug", "auto", "--aug_p", "0.1", "--augpipe", "bgc"], None),
 ])
 def test_unused_augmentation_flags_are_said_to_be_ignored(tmp_path, capsys, flags, note):
     """N46: --aug none --aug_p 0.5 --augpipe bgcfnox recorded values that are never used."""

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tf3dstylegan.training.options import SMALL_DATA_AUG_P
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--override", "base_size=[2,2,3]", "--override", "resolution_log2=3", "--override", "fmap_min=4",
         "--override", "fmap_max=4", "--override", "latent_size=8", "--override", "dlatent_size=8",
@@ -93,8 +95,8 @@ def test_readme_demo_command_makes_a_checkpoint_a_keras_generator_and_a_preview(
     assert (run / "network-snapshot-000000.008.keras").is_file() and (run / "fakes000000.008.png").is_file()
     options = json.loads((run / "training_options.json").read_text())
     assert "mni152-demo" in options["data"] and options["batch"] == options["config"]["batch_size"] == 8
-    # 32 subjects: --aug auto is ADA, at the preset's speed; the demo's 2-layer mapping network (README, Diversity)
-    assert (options["aug"], options["augpipe"], options["ada_kimg"]) == ("ada", "bc", 10.0)
+    # 32 subjects: --aug auto is a fixed p of bc; the demo's 2-layer mapping network (README, Diversity)
+    assert (options["aug"], options["augpipe"], options["aug_p"]) == ("fixed", "bc", SMALL_DATA_AUG_P)
     assert options["config"]["mapping_layers"] == 2
     assert "previews:" in proc.stdout and "--cfg 2mm-fd16" in proc.stdout
     assert "oneDNN" not in proc.stderr and "cuInit" not in proc.stderr  # TF's notices only with --verbose

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tf3dstylegan.training.options import CONDITIONAL_AUG_P
+from tf3dstylegan.training.options import CONDITIONAL_AUG_P, SMALL_DATA_AUG_P
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--override", "base_size=[2,2,3]", "--override", "resolution_log2=3", "--override", "fmap_min=4",
@@ -89,4 +89,4 @@ def test_train_command_conditions_on_the_records_labels_and_saves_the_encoding(t
                                  *TINY], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert unlabelled.returncode == 0, unlabelled.stderr[-2000:]
     unlabelled_options = json.loads((tmp_path / "b" / "00000-2mm-fd16" / "training_options.json").read_text())
-    assert unlabelled_options["labels"] is False and unlabelled_options["aug"] == "ada"  # auto, unconditional
+    assert unlabelled_options["labels"] is False and unlabelled_options["aug_p"] == SMALL_DATA_AUG_P  # auto

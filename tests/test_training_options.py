@@ -9,7 +9,7 @@ from tf3dstylegan import load_config
 from tf3dstylegan.commands import train as train_command
 from tf3dstylegan.training import loop
 from tf3dstylegan.training.job import job_identity
-from tf3dstylegan.training.options import CONDITIONAL_AUG_P, SMALL_DATASET, TrainingOptions, option
+from tf3dstylegan.training.options import CONDITIONAL_AUG_P, SMALL_DATA_AUG_P, SMALL_DATASET, TrainingOptions, option
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,18 +45,22 @@ def test_every_option_has_a_flag_with_its_help_and_default():
     assert set(train_command.option_values(fv)) == {f.name for f in dataclasses.fields(TrainingOptions)}
 
 
-def test_auto_augmentation_is_ada_or_fixed_when_conditional_for_small_records_folders_and_ada_speed_from_preset():
+def test_auto_augmentation_is_a_fixed_p_for_small_records_folders_higher_when_conditional_and_ada_speed_from_preset():
     demo, paper = load_config("demo"), load_config("2mm-fd16")
     assert TrainingOptions().aug == "auto"
-    assert TrainingOptions().resolved(demo, num_volumes=32).aug == "ada"
-    assert TrainingOptions().resolved(demo, num_volumes=SMALL_DATASET - 1).aug == "ada"
+    small = TrainingOptions().resolved(demo, num_volumes=32)
+    assert (small.aug, small.aug_p) == ("fixed", SMALL_DATA_AUG_P)
+    assert TrainingOptions().resolved(demo, num_volumes=SMALL_DATASET - 1).aug == "fixed"
     assert TrainingOptions().resolved(demo, num_volumes=SMALL_DATASET).aug == "none"
     assert TrainingOptions().resolved(demo, num_volumes=None).aug == "none"  # a dataset function: size unknown
     assert TrainingOptions(aug="none").resolved(demo, num_volumes=32).aug == "none"
     assert TrainingOptions(aug="ada").resolved(demo, num_volumes=5000).aug == "ada"
-    conditional = demo.replace(label_size=3)  # ADA's r_t stays below its target there: a fixed p instead
+    assert TrainingOptions(aug="ada").resolved(demo, num_volumes=32).aug_p is None  # ada starts at 0 unless told
+    assert TrainingOptions(aug_p=0.2).resolved(demo, 32).aug_p == 0.2
+    assert TrainingOptions(aug_p=0.2).resolved(demo, SMALL_DATASET).aug == "none"
+    conditional = demo.replace(label_size=3)  # the age edits need more augmentation (docs/ada.md, "The defaults")
     conditional_opts = TrainingOptions().resolved(conditional, 32)
-    assert (conditional_opts.aug, conditional_opts.aug_p) == ("fixed", CONDITIONAL_AUG_P)
+    assert (conditional_opts.aug, conditional_opts.aug_p) == ("fixed", CONDITIONAL_AUG_P) != ("fixed", SMALL_DATA_AUG_P)
     assert TrainingOptions(aug_p=0.1).resolved(conditional, 32).aug_p == 0.1
     assert TrainingOptions().resolved(conditional, SMALL_DATASET).aug == "none"
     assert TrainingOptions(aug="ada").resolved(conditional, 32).aug_p is None
@@ -65,9 +69,13 @@ def test_auto_augmentation_is_ada_or_fixed_when_conditional_for_small_records_fo
     assert TrainingOptions(ada_kimg=3.0).resolved(demo, 32).ada_kimg == 3.0
     opts = TrainingOptions().resolved(demo, 32)
     job = job_identity(demo, None, opts)
-    assert job["augment"] == {"aug": "ada", "augpipe": "bc", "aug_target": 0.5, "ada_kimg": 10.0, "aug_p": None}
+    assert job["augment"] == {"aug": "fixed", "augpipe": "bc", "aug_p": SMALL_DATA_AUG_P}
     record = loop.options_record(demo, opts, Trainer(), None, job)
-    assert record["aug"] == "ada" and record["ada_kimg"] == 10.0
+    assert (record["aug"], record["aug_p"]) == ("fixed", SMALL_DATA_AUG_P) and "ada_kimg" not in record
+    ada = TrainingOptions(aug="ada").resolved(demo, 32)
+    ada_job = job_identity(demo, None, ada)
+    assert ada_job["augment"] == {"aug": "ada", "augpipe": "bc", "aug_target": 0.5, "ada_kimg": 10.0, "aug_p": None}
+    assert loop.options_record(demo, ada, Trainer(), None, ada_job)["ada_kimg"] == 10.0
 
 
 def test_a_preset_ada_speed_below_the_minimum_is_named():

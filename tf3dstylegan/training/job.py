@@ -31,7 +31,7 @@ def data_source(data) -> str:
 
 
 AUG_OPTIONS = {"none": (), "fixed": ("augpipe", "aug_p"), "ada": ("augpipe", "aug_target", "ada_kimg", "aug_p")}
-AUG_OPTIONS["auto"] = AUG_OPTIONS["ada"]  # the options auto may use: it becomes ada or none once the data is known
+AUG_OPTIONS["auto"] = AUG_OPTIONS["fixed"]  # the options auto may use: it becomes fixed or none once the data is known
 
 
 def augmentation(aug, augpipe, aug_target, aug_p, ada_kimg) -> dict:

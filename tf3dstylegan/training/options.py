@@ -12,8 +12,9 @@ from tf3dstylegan.config import MIN_ADA_KIMG
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-SMALL_DATASET = 1000  # volumes: aug "auto" is ADA below this (measured on the demo's 32 and 128: bench/bench_ada.py)
-CONDITIONAL_AUG_P = 0.6  # aug "auto", conditional, small records folder: this fixed p (docs/ada.md, "The defaults")
+SMALL_DATASET = 1000  # volumes: aug "auto" is a fixed p below this (measured on the demo: bench/bench_ada.py)
+SMALL_DATA_AUG_P = 0.4  # aug "auto", small records folder: this fixed p (docs/ada.md, "The defaults")
+CONDITIONAL_AUG_P = 0.6  # the same, conditional
 
 
 def option(default, help, choices=None):  # noqa: A002 (absl's word)
@@ -47,8 +48,8 @@ class TrainingOptions:
     progress: bool = option(True, "A live progress bar within each tick (on a terminal only).")
     aug: str = option("auto", "Discriminator augmentation: ada (p adapts toward --aug_target), fixed (p = --aug_p), "
                               f"none, or auto: for a records folder of fewer than {SMALL_DATASET} volumes (the demo "
-                              f"data included) ada, or fixed (--aug_p, default {CONDITIONAL_AUG_P}) when conditional; "
-                              "else none. Options a mode does not use are not recorded.",
+                              f"data included) fixed (--aug_p, default {SMALL_DATA_AUG_P}; {CONDITIONAL_AUG_P} when "
+                              "conditional), else none. Options a mode does not use are not recorded.",
                       ("auto", "ada", "fixed", "none"))
     augpipe: str = option("bc", "Augmentations: letters b (integer translation), g (scaling, rotation, anisotropy, "
                                  "fractional translation), c (brightness, contrast, gamma), f (bias field), "
@@ -97,13 +98,13 @@ class TrainingOptions:
     def resolved(self, cfg, num_volumes=None):
         """A copy with kimg, batch, snap and ada_kimg taken from the preset where they were left open, and aug
         'auto' decided by num_volumes (the records folder's volumes; None: data of unknown size, no augmentation)
-        and cfg.label_size (conditional: a fixed p, since ADA's r_t stays below its target there)."""
+        and cfg.label_size (the fixed p of a small records folder: SMALL_DATA_AUG_P, or CONDITIONAL_AUG_P)."""
         aug, aug_p = self.aug, self.aug_p
         if aug == "auto":
             small = num_volumes is not None and num_volumes < SMALL_DATASET
-            aug = "none" if not small else "fixed" if cfg.label_size else "ada"
-            if aug == "fixed" and aug_p is None:
-                aug_p = CONDITIONAL_AUG_P
+            aug = "fixed" if small else "none"
+            if small and aug_p is None:
+                aug_p = CONDITIONAL_AUG_P if cfg.label_size else SMALL_DATA_AUG_P
         return dataclasses.replace(self, kimg=cfg.total_kimg if self.kimg is None else self.kimg,
                                    batch=self.batch or cfg.batch_size, snap=self.snap or cfg.snapshot_ticks,
                                    aug=aug, aug_p=aug_p,
