@@ -56,7 +56,8 @@ class TrainingOptions:
                                  "n (noise), o (cutout), x (left-right flip), e.g. bgc, bgcf.")
     aug_target: float = option(0.5, "ADA's target for r_t = E[sign(D(reals))] (stylegan2-ada's 0.6 kept p near 0 on "
                                     "the demo data, 0.4 overshot its real pairs' diversity: README, ADA).")
-    aug_p: Optional[float] = option(None, "Augmentation probability: constant with --aug fixed, the start with ada.")
+    aug_p: Optional[float] = option(None, "Augmentation probability: constant with --aug fixed (and auto), the "
+                                          "start with ada.")
     ada_kimg: Optional[float] = option(None, "ADA's speed: thousands of volumes over which p can go from 0 to 1 "
                                              "(default: the preset's ada_kimg, 500 as stylegan2-ada; the demo: 10).")
     labels: Optional[bool] = option(None, "Condition on the data's covariates (default: whenever the records folder "
